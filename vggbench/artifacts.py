@@ -20,6 +20,10 @@ from vggbench.errors import VggbenchError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
+# ONNX model file per precision/variant. "fp32" is the plain cleaned export; the others are
+# written by `vggbench optimize` and described in manifest["variants"][precision].
+ONNX_VARIANT_FILES = {"fp32": "model.onnx", "opt": "model.opt.onnx",
+                      "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 PathLike = Union[str, os.PathLike]
 
 

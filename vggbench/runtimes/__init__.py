@@ -1,0 +1,54 @@
+"""One small runner per backend behind one interface.
+
+``load_runtime(backend, run_dir, ...)`` returns a :class:`~vggbench.runtimes.base.Runtime`:
+``run(batch)`` is end-to-end (host numpy in, host numpy out, synced); ``stage(batch)`` +
+``run_staged()`` is compute only (input already on the device, output left there, synced).
+``unavailable_reason(backend, ...)`` says why a backend cannot run here (``None`` when it can),
+so a sweep can show a row "unavailable: <reason>" instead of inventing a number.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from vggbench.errors import VggbenchError
+from vggbench.runtimes.base import BackendUnavailable, Runtime
+
+BACKENDS = ("mxnet", "mxnet-hybrid", "ort-cpu", "ort-cuda", "ort-trt")
+MXNET_BACKENDS = ("mxnet", "mxnet-hybrid")
+GPU_BACKENDS = ("ort-cuda", "ort-trt")
+
+
+def check_backend_name(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+
+
+def unavailable_reason(backend: str, precision: str = "fp32", device: str = "cpu") -> Optional[str]:
+    """Why ``backend`` cannot run ``precision`` on ``device`` here, or None when it can."""
+    check_backend_name(backend)
+    if backend in MXNET_BACKENDS:
+        from vggbench.runtimes import mxnet_runtime
+
+        return mxnet_runtime.unavailable_reason(precision, device)
+    from vggbench.runtimes import ort_runtime
+
+    return ort_runtime.unavailable_reason(backend, precision)
+
+
+def load_runtime(backend: str, run_dir, precision: str = "fp32", device: str = "cpu",
+                 threads: Optional[int] = None, **options) -> Runtime:
+    """Load the run dir's model for ``backend``; raises BackendUnavailable with the reason."""
+    check_backend_name(backend)
+    if backend in MXNET_BACKENDS:
+        from vggbench.runtimes.mxnet_runtime import MXNetRuntime
+
+        return MXNetRuntime(run_dir, hybrid=backend == "mxnet-hybrid", precision=precision,
+                            device=device, threads=threads)
+    from vggbench.runtimes.ort_runtime import ORTRuntime
+
+    return ORTRuntime(run_dir, backend=backend, precision=precision, threads=threads, **options)
+
+
+__all__ = ["BACKENDS", "GPU_BACKENDS", "MXNET_BACKENDS", "BackendUnavailable", "Runtime",
+           "check_backend_name", "load_runtime", "unavailable_reason"]

@@ -1,0 +1,140 @@
+"""MXNet runners: imperative Gluon (``mxnet``) and the hybridized exported graph (``mxnet-hybrid``).
+
+MXNet is asynchronous: every call here waits for its result (``wait_to_read``) before returning,
+so a timer around ``run``/``run_staged`` measures the work and not just its scheduling.
+MXNet's CPU thread count comes from ``OMP_NUM_THREADS``, which must be set before mxnet is first
+imported (the bench worker process does that).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from vggbench.artifacts import read_manifest, verify_file
+from vggbench.environment import gpus
+from vggbench.export import INPUT_NAME, PARAMS_FILE, SYMBOL_FILE
+from vggbench.runtimes.base import BackendUnavailable, Runtime
+
+# mxnet-cu117 was built before CUDA shipped Hopper (sm_90) support.
+MXNET_MAX_COMPUTE_CAPABILITY = 8.9
+
+
+def parse_device(device: str):
+    """'cpu', 'gpu' or 'gpu:N' -> (kind, index)."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
+        raise BackendUnavailable(f"device {device!r} is not one of cpu, gpu, gpu:N")
+    return kind, int(index or 0)
+
+
+def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional[str]:
+    if precision != "fp32":
+        return f"the MXNet runners run fp32 only ({precision} variants are ONNX files: use ort-cpu/ort-cuda)"
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return None
+    import mxnet as mx
+
+    if not mx.runtime.Features().is_enabled("CUDA"):
+        return "this mxnet build has no CUDA (install the gpu extra: mxnet-cu117)"
+    if mx.context.num_gpus() <= index:
+        return f"MXNet sees {mx.context.num_gpus()} GPU(s), gpu:{index} requested"
+    for gpu in gpus()[index:index + 1]:
+        capability = gpu.get("compute_capability")
+        if capability and float(capability) > MXNET_MAX_COMPUTE_CAPABILITY:
+            return (f"mxnet-cu117 has no kernels for {gpu['name']} (compute capability {capability}, "
+                    f"sm_{capability.replace('.', '')}); CUDA 11.7 predates it")
+    try:  # a real kernel launch catches what the checks above cannot
+        (mx.nd.ones((1, 1, 8, 8), ctx=mx.gpu(index)) * 2).wait_to_read()
+    except mx.base.MXNetError as err:
+        return f"MXNet cannot run on gpu:{index}: {str(err).strip().splitlines()[0][:200]}"
+    return None
+
+
+def _load_exported_weights(net, params_path: Path, ctx) -> None:
+    """Copy the exported (``arg:``/``aux:``) weights into a freshly built Gluon net.
+
+    Gluon numbers layer names with process-wide counters, so names differ between processes
+    (``conv0_weight`` vs ``conv8_weight``); both lists follow construction order, so we pair
+    them by position and check that every kind and shape matches.
+    """
+    import mxnet as mx
+
+    saved = mx.nd.load(str(params_path))
+    ours = list(net.collect_params().values())
+    if len(saved) != len(ours):
+        raise BackendUnavailable(f"{params_path}: {len(saved)} arrays but the rebuilt model has {len(ours)} "
+                                 f"parameters; the manifest's model settings do not match the file")
+    for param, (name, value) in zip(ours, saved.items()):
+        kind = name.split(":", 1)[1].rsplit("_", 1)[-1]
+        if not param.name.endswith("_" + kind) or param.shape != value.shape:
+            raise BackendUnavailable(f"{params_path}: {name} {value.shape} does not fit {param.name} "
+                                     f"{param.shape}; the manifest's model settings do not match the file")
+        param.set_data(value.as_in_context(ctx))
+
+
+class MXNetRuntime(Runtime):
+    def __init__(self, run_dir, hybrid: bool = True, precision: str = "fp32", device: str = "cpu",
+                 threads: Optional[int] = None):
+        reason = unavailable_reason(precision, device)
+        if reason:
+            raise BackendUnavailable(reason)
+        import mxnet as mx
+        from mxnet import gluon
+
+        self.backend = "mxnet-hybrid" if hybrid else "mxnet"
+        self.precision, self.device = precision, device
+        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count()
+        kind, index = parse_device(device)
+        self._ctx = mx.cpu() if kind == "cpu" else mx.gpu(index)
+        manifest = read_manifest(run_dir)
+        symbol_path = verify_file(run_dir, manifest, SYMBOL_FILE)
+        params_path = verify_file(run_dir, manifest, PARAMS_FILE)
+        size, channels = manifest["input_size"], manifest.get("in_channels", 1)
+        if hybrid:
+            with warnings.catch_warnings():  # imports() warns that 'data' has no type: it is float32
+                warnings.simplefilter("ignore")
+                self._net = gluon.SymbolBlock.imports(str(symbol_path), [INPUT_NAME], str(params_path),
+                                                      ctx=self._ctx)
+            self._net.hybridize(static_alloc=True, static_shape=True)
+        else:
+            from vggbench.models import get_model
+
+            self._net = get_model(manifest["model"], classes=manifest.get("classes", 10),
+                                  in_channels=channels, width_ratio=manifest.get("width_ratio", 1.0))
+            self._net.initialize(ctx=self._ctx)
+            self._net(mx.nd.zeros((1, channels, size, size), ctx=self._ctx)).wait_to_read()  # shapes
+            _load_exported_weights(self._net, params_path, self._ctx)
+        self._staged = None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import mxnet as mx
+
+        out = self._net(mx.nd.array(batch, ctx=self._ctx))
+        return out.asnumpy()  # asnumpy waits for the result
+
+    def stage(self, batch: np.ndarray) -> None:
+        import mxnet as mx
+
+        self._staged = mx.nd.array(batch, ctx=self._ctx)
+        self._staged.wait_to_read()
+
+    def run_staged(self) -> None:
+        self._net(self._staged).wait_to_read()
+
+    def info(self) -> Dict[str, Any]:
+        import mxnet as mx
+
+        info = super().info()
+        info.update({"threads": self.threads, "mxnet": mx.__version__,
+                     "hybridized": self.backend == "mxnet-hybrid",
+                     "static_alloc": self.backend == "mxnet-hybrid"})
+        return info
+
+    def close(self) -> None:
+        self._net = self._staged = None
