@@ -156,61 +156,64 @@ def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: f
 
 
 def count_parameters(net) -> int:
-    """Trainable parameters (BatchNorm running statistics are state, not parameters)."""
+    """Trainable parameters of an initialised net (BatchNorm running statistics are state)."""
     return int(sum(p.data().size for p in net.collect_params().values() if p.grad_req != "null"))
 
 
-def forward_flops(net, input_shape: Sequence[int]) -> int:
-    """Forward FLOPs for one image, measured on the real network.
+def graph_stats(net, input_shape: Sequence[int]) -> Dict[str, int]:
+    """Trainable parameters and forward FLOPs per image, read from the network's own graph.
 
-    Counts 2 x multiply-adds of every Conv2D and Dense layer, read from the layers' actual weight
-    and output shapes during a forward pass (activations, pooling, BN and biases are not counted,
-    the usual convention: VGG-16 at 224 is 15.5 GFLOP). The network must not be hybridized.
+    The net is traced symbolically and MXNet's shape inference gives every weight and every
+    layer output, so nothing is allocated or computed: the full-width ImageNet VGG-19 at 224
+    costs milliseconds. FLOPs are 2 x multiply-adds of every Convolution and FullyConnected
+    layer (activations, pooling, BN and biases are not counted, the usual convention: VGG-16 at
+    224 is 15.5 GFLOP). Parameters are the graph's arguments except the input; BatchNorm
+    running statistics are auxiliary states and not counted.
     """
+    import json
+
     import mxnet as mx
 
-    nn = _nn()
-    total = [0]
-
-    def on_conv(block, inputs, output):
-        out_channels, in_per_group, kh, kw = block.weight.shape
-        _, _, out_h, out_w = output.shape
-        total[0] += 2 * out_channels * out_h * out_w * in_per_group * kh * kw
-
-    def on_dense(block, inputs, output):
-        units, in_units = block.weight.shape
-        total[0] += 2 * units * in_units
-
-    handles = []
-
-    def attach(block):
-        if isinstance(block, nn.Conv2D):
-            handles.append(block.register_forward_hook(on_conv))
-        elif isinstance(block, nn.Dense):
-            handles.append(block.register_forward_hook(on_dense))
-
-    net.apply(attach)
+    output = net(mx.sym.var("data"))
+    internals = output.get_internals()
+    shape = (1,) + tuple(input_shape[1:])
     try:
-        net(mx.nd.zeros((1,) + tuple(input_shape[1:]))).wait_to_read()
-    finally:
-        for handle in handles:
-            handle.detach()
-    return total[0]
+        arg_shapes, out_shapes, _ = internals.infer_shape(data=shape)
+    except mx.base.MXNetError as err:
+        raise VggbenchError(f"the model cannot take {shape[2]}x{shape[3]} inputs "
+                            f"({str(err).strip().splitlines()[0][:160]}); use a larger --size") from None
+    arg_shape = dict(zip(internals.list_arguments(), arg_shapes))
+    out_shape = dict(zip(internals.list_outputs(), out_shapes))
+    params = sum(int(_prod(s)) for name, s in arg_shape.items() if name != "data")
+    nodes = json.loads(output.tojson())["nodes"]
+    flops = 0
+    for node in nodes:
+        if node["op"] not in ("Convolution", "FullyConnected"):
+            continue
+        weight = arg_shape[nodes[node["inputs"][1][0]]["name"]]
+        outputs_per_image = _prod(out_shape[node["name"] + "_output"][1:])
+        if node["op"] == "Convolution":  # weight: (out, in/groups, kh, kw); output: (1, out, h, w)
+            flops += 2 * outputs_per_image * _prod(weight[1:])
+        else:  # weight: (units, in_units); output: (1, units)
+            flops += 2 * outputs_per_image * weight[1]
+    return {"params": int(params), "flops": int(flops)}
+
+
+def _prod(values) -> int:
+    result = 1
+    for value in values:
+        result *= int(value)
+    return result
 
 
 def model_stats(name: str, input_size: int, classes: int = 10, in_channels: int = 1,
                 width_ratio: float = 1.0) -> Dict[str, float]:
-    """Parameters and forward FLOPs of ``name`` for square ``input_size`` inputs."""
-    import mxnet as mx
-
+    """Parameters and forward GFLOPs of ``name`` for square ``input_size`` inputs."""
     net = get_model(name, classes=classes, in_channels=in_channels, width_ratio=width_ratio)
-    net.initialize(mx.init.Xavier(), ctx=mx.cpu())
-    input_shape = (1, in_channels, input_size, input_size)
     try:
-        flops = forward_flops(net, input_shape)
-    except mx.base.MXNetError as err:
-        raise VggbenchError(f"{name} cannot take {input_size}x{input_size} inputs "
-                            f"({str(err).splitlines()[0]}); use a larger --size") from None
+        stats = graph_stats(net, (1, in_channels, input_size, input_size))
+    except VggbenchError as err:
+        raise VggbenchError(f"{name}: {err}") from None
     return {"model": name, "config": describe(name), "input_size": input_size,
             "width_ratio": width_ratio, "classes": classes, "in_channels": in_channels,
-            "params": count_parameters(net), "gflops": flops / 1e9}
+            "params": stats["params"], "gflops": stats["flops"] / 1e9}

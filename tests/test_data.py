@@ -1,0 +1,144 @@
+"""The data layer on the real Fashion-MNIST files, and the IDX reader against broken input."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from vggbench import VggbenchError, data
+
+
+def test_real_training_and_test_sets_load_with_their_documented_properties(data_dir):
+    train_x, train_y = data.load_fashion_mnist(str(data_dir), train=True)
+    test_x, test_y = data.load_fashion_mnist(str(data_dir), train=False)
+    assert train_x.shape == (60000, 28, 28) and train_x.dtype == np.uint8
+    assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
+    assert np.bincount(train_y).tolist() == [6000] * 10
+    assert np.bincount(test_y).tolist() == [1000] * 10
+    assert train_y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert test_y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    assert train_x.mean() == pytest.approx(72.9404, abs=1e-4)
+    assert test_x.mean() == pytest.approx(73.1466, abs=1e-4)
+
+
+@pytest.mark.parametrize("size", [96, 224])
+def test_preprocessing_resizes_to_nchw_floats_in_unit_range(data_dir, size):
+    images, labels = data.load_fashion_mnist(str(data_dir), train=False)
+    batches = list(data.iter_batches(images[:10], labels[:10], size, batch_size=4))
+    assert [x.shape for x, _ in batches] == [(4, 1, size, size), (4, 1, size, size), (2, 1, size, size)]
+    x = np.concatenate([b[0] for b in batches])
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    # Bilinear resizing keeps the image: its mean brightness barely moves.
+    assert x.mean() == pytest.approx(images[:10].mean() / 255.0, abs=0.01)
+
+
+def test_loader_shuffles_reproducibly_and_keeps_labels_with_images(data_dir):
+    images, labels = data.load_fashion_mnist(str(data_dir), train=False)
+    images, labels = images[:64], labels[:64]
+    first = [(x.asnumpy(), y.asnumpy()) for x, y in data.data_loader(images, labels, 96, 16, True, seed=3)]
+    again = [(x.asnumpy(), y.asnumpy()) for x, y in data.data_loader(images, labels, 96, 16, True, seed=3)]
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again))
+    drawn = np.concatenate([y for _, y in first])
+    assert sorted(drawn.tolist()) == sorted(labels.tolist()) and drawn.tolist() != labels.tolist()
+    # Each drawn image is the resized version of the image with that label.
+    reference = {data.preprocess(images[i:i + 1], 96).tobytes(): labels[i] for i in range(64)}
+    x, y = first[0]
+    assert all(reference[x[i:i + 1].tobytes()] == y[i] for i in range(len(y)))
+
+
+def test_subset_is_fixed_by_the_seed_and_bounded(data_dir):
+    images, labels = data.load_fashion_mnist(str(data_dir), train=False)
+    a = data.subset(images, labels, 500, seed=1)
+    b = data.subset(images, labels, 500, seed=1)
+    c = data.subset(images, labels, 500, seed=2)
+    assert np.array_equal(a[1], b[1]) and not np.array_equal(a[1], c[1])
+    assert len(a[1]) == 500 and len(np.unique(a[1])) == 10
+    assert data.subset(images, labels, None)[0] is images
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(0, 5), st.integers(1, 6), st.integers(1, 6))))
+def test_idx_round_trip_of_random_images(images):
+    assert np.array_equal(data.parse_idx(data.encode_idx(images), data.IMAGES_MAGIC), images)
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.uint8, st.integers(0, 50)))
+def test_idx_round_trip_of_random_labels(labels):
+    assert np.array_equal(data.parse_idx(data.encode_idx(labels), data.LABELS_MAGIC), labels)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_are_rejected_or_parsed_consistently(raw):
+    try:
+        parsed = data.parse_idx(raw, data.IMAGES_MAGIC, "random.idx")
+    except VggbenchError as err:
+        assert "random.idx" in str(err)
+    else:  # only a self-consistent header and length can parse
+        assert data.encode_idx(parsed) == raw
+
+
+def _copy_data(data_dir, tmp_path):
+    target = tmp_path / "fmnist"
+    shutil.copytree(data_dir, target)
+    return target
+
+
+def test_truncated_file_names_the_file_and_the_problem(data_dir, tmp_path):
+    target = _copy_data(data_dir, tmp_path)
+    labels = target / "t10k-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(labels.read_bytes())
+    labels.write_bytes(gzip.compress(raw[:-100]))
+    with pytest.raises(VggbenchError, match=r"t10k-labels-idx1-ubyte.gz: 9908 bytes.*truncated"):
+        data.load_fashion_mnist(str(target), train=False)
+
+
+def test_corrupt_gzip_and_swapped_files_are_named(data_dir, tmp_path):
+    target = _copy_data(data_dir, tmp_path)
+    images = target / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(VggbenchError, match="t10k-images-idx3-ubyte.gz: not a readable gzip"):
+        data.load_fashion_mnist(str(target), train=False)
+    shutil.copy(target / "t10k-labels-idx1-ubyte.gz", images)
+    with pytest.raises(VggbenchError, match="magic number is 2049, expected 2051"):
+        data.load_fashion_mnist(str(target), train=False)
+
+
+def test_mismatched_counts_are_rejected(data_dir, tmp_path):
+    target = _copy_data(data_dir, tmp_path)
+    shutil.copy(target / "train-labels-idx1-ubyte.gz", target / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(VggbenchError, match="10000 images but .* 60000 labels"):
+        data.load_fashion_mnist(str(target), train=False)
+
+
+def test_missing_files_offline_give_one_line_naming_all_four(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download_with_gluon", lambda path: None)  # the offline case
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(VggbenchError) as err:
+        data.load_fashion_mnist(str(tmp_path))
+    message = str(err.value)
+    assert "\n" not in message and "--data-dir" in message and data.DATA_ENV_VAR in message
+    for name in data.ALL_FILES:
+        assert name in message
+
+
+def test_real_offline_download_attempt_fails_cleanly(tmp_path):
+    """No network here: Gluon's download fails and we report the missing files, not a traceback."""
+    with pytest.raises(VggbenchError, match="files missing"):
+        data.ensure_data(str(tmp_path / "empty"))
+
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.DATA_ENV_VAR, str(tmp_path / "env"))
+    assert data.resolve_data_dir(str(tmp_path / "flag")) == tmp_path / "flag"
+    assert data.resolve_data_dir(None) == tmp_path / "env"
+    monkeypatch.delenv(data.DATA_ENV_VAR)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.resolve_data_dir(None) == tmp_path / "cache" / "vggbench" / "fashion-mnist"
