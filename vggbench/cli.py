@@ -62,14 +62,251 @@ def _run_models(args) -> None:
 # --- vggbench train-export -------------------------------------------------------------------------
 # (owned by the train-export work)
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"expected a seed in 0..{2 ** 31 - 1}, got {value}")
+    return value
+
+
+def _add_train_export(sub) -> None:
+    p = sub.add_parser(
+        "train-export", help="train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir",
+        description="Train MODEL with the lesson's recipe (SGD, Xavier init, softmax cross-entropy), export it "
+                    "to MXNet symbol/params and ONNX, check ONNX Runtime against MXNet, and write "
+                    "OUT/NAME/ with manifest.json. Checkpoints after every epoch; --resume continues.")
+    p.add_argument("model", help="model name, e.g. vgg11, vgg11_bn, vgg16 (see `vggbench models`)")
+    p.add_argument("--size", type=_input_size, default=96, help="input size in pixels (default 96; the paper uses 224)")
+    p.add_argument("--epochs", type=_positive_int, default=5, help="total epochs (default 5)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="training batch size (default 64)")
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    p.add_argument("--width-ratio", type=_positive_float, default=1.0,
+                   help="divide conv channels by this (default 1 = full width; 8 for a quick CPU run)")
+    p.add_argument("--ctx", default="auto", metavar="auto|cpu|gpu|gpu:0,gpu:1",
+                   help="devices to train on (default auto: a GPU if MXNet sees one, else CPU)")
+    p.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on a fixed random N images")
+    p.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate on a fixed random N test images")
+    p.add_argument("--parity-images", type=_positive_int, default=256, metavar="N",
+                   help="test images for the MXNet vs ONNX Runtime parity gate (default 256)")
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+    p.add_argument("--out", default="runs", help="parent folder of run dirs (default runs)")
+    p.add_argument("--name", help="run dir name (default MODEL-SIZE)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for init, shuffling, dropout and subsets (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run dir's last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if the run dir holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (per-epoch lines only)")
+    p.add_argument("--optimize", action="store_true",
+                   help="afterwards, also build the ORT-optimized, INT8 and FP16 variants (vggbench optimize)")
+    p.set_defaults(func=_run_train_export)
+
+
+def _run_train_export(args) -> None:
+    from vggbench.train import train_export
+
+    run_dir = train_export(
+        args.model, input_size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit, test_limit=args.test_limit,
+        data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed, resume=args.resume,
+        force=args.force, parity_images=args.parity_images, progress=not args.no_progress)
+    if args.optimize:
+        from vggbench.optimize import optimize_run_dir
+
+        optimize_run_dir(run_dir, int8=True, fp16=True, data_dir=args.data_dir, progress=not args.no_progress)
+    print(run_dir)
+
+
 # --- vggbench bench / compare ----------------------------------------------------------------------
 # (owned by the bench/compare work)
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _bench_flags(p, backends_help: str) -> None:
+    """Flags shared by `bench` and `compare` (everything that decides how rows are measured)."""
+    from vggbench.bench import (DEFAULT_BATCH_SIZES, DEFAULT_MODES, DEFAULT_PEAK_SIZE, DEFAULT_TIMEOUT_S,
+                                DEFAULT_WARMUP, MODES, TARGETS)
+    from vggbench.artifacts import ONNX_VARIANT_FILES
+
+    p.add_argument("--backends", nargs="+", choices=list(TARGETS), metavar="BACKEND", help=backends_help)
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="N",
+                   help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))})")
+    p.add_argument("--precisions", nargs="+", choices=list(ONNX_VARIANT_FILES), metavar="P",
+                   help="precisions (default: fp32 everywhere plus the run dir's variants meant for each "
+                        "backend: opt/int8 on ort-cpu, fp16 on ort-cuda/ort-trt)")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(DEFAULT_MODES),
+                   help="end-to-end (host numpy in/out) and/or compute-only (input pre-staged on device); default both")
+    p.add_argument("--warmup", type=_nonnegative_int, default=DEFAULT_WARMUP, metavar="N",
+                   help=f"untimed calls before timing (default {DEFAULT_WARMUP})")
+    timing = p.add_mutually_exclusive_group()
+    timing.add_argument("--iters", type=_positive_int, metavar="N", help="exactly N timed calls per row")
+    timing.add_argument("--duration", type=_positive_float, metavar="S",
+                        help="timed calls until at least S seconds per row (default: >= 5 calls and >= 0.5 s)")
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads: OMP_NUM_THREADS for MXNet, intra_op_num_threads for ONNX Runtime")
+    p.add_argument("--accuracy-limit", type=_nonnegative_int, metavar="N",
+                   help="accuracy on a fixed random N test images (default all 10000; 0 skips the pass)")
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+    p.add_argument("--peak-size", type=_positive_int, default=DEFAULT_PEAK_SIZE, metavar="N",
+                   help=f"side of the square fp32 matmul that measures the attainable peak (default {DEFAULT_PEAK_SIZE})")
+    p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"kill a backend's worker after S seconds and report an error row (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--gpu", type=_nonnegative_int, default=0, metavar="N", help="GPU index for GPU backends (default 0)")
+    p.add_argument("--graph-optimization", choices=("all", "basic", "none"), default="all",
+                   help="ONNX Runtime graph optimisation level (default all)")
+    p.add_argument("--cudnn-conv-algo-search", choices=("EXHAUSTIVE", "HEURISTIC", "DEFAULT"), default="EXHAUSTIVE",
+                   help="ort-cuda/ort-trt cuDNN convolution algorithm search (default EXHAUSTIVE)")
+    p.add_argument("--no-cudnn-max-workspace", action="store_true",
+                   help="ort-cuda/ort-trt: do not let cuDNN use its maximum workspace")
+    p.add_argument("--gpu-mem-limit", type=_positive_int, metavar="BYTES", help="ort-cuda/ort-trt arena limit")
+    p.add_argument("--json", metavar="FILE", help="write the results (rows + environment) as JSON")
+
+
+def _bench_kwargs(args) -> dict:
+    return dict(
+        batch_sizes=args.batch_sizes, precisions=args.precisions, modes=args.modes, warmup=args.warmup,
+        iters=args.iters, duration_s=args.duration, threads=args.threads, accuracy_limit=args.accuracy_limit,
+        data_dir=args.data_dir, peak_size=args.peak_size, timeout_s=args.timeout, gpu=args.gpu,
+        runtime_options={"graph_optimization": args.graph_optimization,
+                         "cudnn_conv_algo_search": args.cudnn_conv_algo_search,
+                         "cudnn_conv_use_max_workspace": not args.no_cudnn_max_workspace,
+                         "gpu_mem_limit": args.gpu_mem_limit})
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="time one exported model on every backend: throughput, latency, GFLOP/s, accuracy",
+        description="Benchmark RUN_DIR on each backend in its own worker process: warm-up, then timed calls; "
+                    "images/s, latency p50/p90/p99, GFLOP/s and %% of a matmul peak measured in the same run, "
+                    "top-1 accuracy on the real test set. Unavailable backends are rows in the default sweep.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by `vggbench train-export`")
+    _bench_flags(p, "backends to run (default: all; unavailable ones show as rows). Naming an unavailable "
+                    "backend here is an error")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args) -> None:
+    from vggbench.bench import bench
+
+    bench(args.run_dir, json_path=args.json, backends=args.backends, **_bench_kwargs(args))
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="one side-by-side table across models, sizes and backends (or from saved results)",
+        description="Benchmark run dirs (default: all in --runs-dir) and print one table with speedup vs "
+                    "mxnet-hybrid; --from rebuilds the tables from saved results JSON files.")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs (default: every run dir in --runs-dir)")
+    p.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (missing runs: see --train)")
+    p.add_argument("--sizes", nargs="+", type=_input_size, metavar="SIZE",
+                   help="only these input sizes (default with --models: 96 224)")
+    p.add_argument("--width-ratio", type=_positive_float, help="only run dirs with this width ratio (and train with it)")
+    p.add_argument("--runs-dir", default="runs", help="where run dirs live (default runs)")
+    p.add_argument("--train", action="store_true",
+                   help="train-export a requested model/size that has no run dir (instead of printing the command)")
+    p.add_argument("--epochs", type=_positive_int, help="with --train: epochs (default: train-export's)")
+    p.add_argument("--from", dest="from_files", nargs="+", metavar="RESULTS.json",
+                   help="rebuild the tables from saved results instead of measuring")
+    p.add_argument("--csv", metavar="FILE", help="write every row as CSV")
+    p.add_argument("--markdown", metavar="FILE", help="write the tables and notes as Markdown")
+    p.add_argument("--plot", metavar="FILE.png", help="plot throughput vs batch size, one panel per input size")
+    _bench_flags(p, "backends to run or show (default: all; unavailable ones show as rows)")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args) -> None:
+    from vggbench.report import compare
+
+    compare(args.run_dirs, models=args.models, sizes=args.sizes, backends=args.backends, runs_dir=args.runs_dir,
+            width_ratio=args.width_ratio, train=args.train,
+            train_options={"epochs": args.epochs, "data_dir": args.data_dir} if args.epochs else
+            {"data_dir": args.data_dir},
+            from_files=args.from_files, json_path=args.json, csv_path=args.csv, markdown_path=args.markdown,
+            plot_path=args.plot, **_bench_kwargs(args))
 
 # --- vggbench optimize -----------------------------------------------------------------------------
 # (owned by the deployment-variants work)
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _add_optimize(sub) -> None:
+    from vggbench.optimize import (CALIBRATION_METHODS, DEFAULT_CALIB_IMAGES, DEFAULT_CALIB_METHOD,
+                                   DEFAULT_MAX_ACCURACY_DROP_POINTS)
+
+    p = sub.add_parser(
+        "optimize", help="write ORT-optimized, INT8 and FP16 variants of a run dir's model.onnx, with accuracy gates",
+        description="Write model.opt.onnx (ONNX Runtime's offline-optimized graph, for ort-cpu) and, by default, "
+                    "model.int8.onnx (static QDQ quantization calibrated on training images) and model.fp16.onnx "
+                    "(float16 inside, float32 in/out, for ort-cuda) next to RUN_DIR/model.onnx. Each is measured "
+                    "on the test set against model.onnx and recorded in manifest.json; a variant whose accuracy "
+                    "drops by more than --max-accuracy-drop points is flagged.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by train-export")
+    p.add_argument("--int8", action="store_true",
+                   help="build the INT8 variant (with --fp16/--int8 given, only those are built besides opt; "
+                        "with neither, all three are)")
+    p.add_argument("--fp16", action="store_true", help="build the FP16 variant (see --int8)")
+    p.add_argument("--calib-images", type=_positive_int, default=DEFAULT_CALIB_IMAGES, metavar="N",
+                   help=f"training images to calibrate INT8 on (default {DEFAULT_CALIB_IMAGES}; never test images)")
+    p.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=DEFAULT_CALIB_METHOD,
+                   help=f"INT8 activation-range calibration (default {DEFAULT_CALIB_METHOD})")
+    p.add_argument("--max-accuracy-drop", type=_non_negative_float, default=DEFAULT_MAX_ACCURACY_DROP_POINTS,
+                   metavar="POINTS", help="flag a variant whose test accuracy is this many percentage points below "
+                                          f"fp32 (default {DEFAULT_MAX_ACCURACY_DROP_POINTS:g})")
+    p.add_argument("--accuracy-limit", type=_positive_int, metavar="N",
+                   help="measure accuracy on a fixed random N test images (default: all 10,000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and test subsets (default 0)")
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.set_defaults(func=_run_optimize)
+
+
+def _run_optimize(args) -> None:
+    from vggbench.optimize import optimize_run_dir, variants_table
+
+    both = not (args.int8 or args.fp16)
+    variants = optimize_run_dir(
+        args.run_dir, int8=args.int8 or both, fp16=args.fp16 or both, calib_images=args.calib_images,
+        calib_method=args.calib_method, data_dir=args.data_dir, max_accuracy_drop_points=args.max_accuracy_drop,
+        seed=args.seed, accuracy_limit=args.accuracy_limit, progress=not args.no_progress)
+    print(variants_table(variants))
+
 # --- vggbench bench-table --------------------------------------------------------------------------
 # (owned by the CI benchmarks work)
+
+def _add_bench_table(sub) -> None:
+    p = sub.add_parser(
+        "bench-table", help="print saved pytest-benchmark JSON (benchmarks/ suite) as a vggbench table",
+        description="Turn the JSON written by `pytest benchmarks --benchmark-json=FILE` (or saved by "
+                    "--benchmark-autosave under .benchmarks/) into one table: name, model, size, backend, "
+                    "precision, batch, median/IQR/min ms, images/s, rounds. The ratio gate is "
+                    "`python benchmarks/gate.py FILE`.")
+    p.add_argument("files", nargs="+", metavar="FILE.json", help="pytest-benchmark JSON file(s)")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON ('-' for stdout only)")
+    p.add_argument("--tablefmt", default="github", help="tabulate table format (default github)")
+    p.set_defaults(func=_run_bench_table)
+
+
+def _run_bench_table(args) -> None:
+    from vggbench.pytest_bench import bench_table
+
+    bench_table(args.files, json_path=args.json, tablefmt=args.tablefmt)
 
 
 def build_parser() -> argparse.ArgumentParser:

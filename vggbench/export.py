@@ -106,7 +106,8 @@ def parity(mxnet_logits: np.ndarray, onnx_logits: np.ndarray) -> Dict[str, float
 
 def check_parity(result: Dict[str, float], max_abs_diff: float = PARITY_MAX_ABS_DIFF,
                  min_top1_agreement: float = PARITY_MIN_TOP1_AGREEMENT) -> None:
-    if result["max_abs_diff"] > max_abs_diff or result["top1_agreement"] < min_top1_agreement:
+    # Written as "not within" so a NaN difference fails the gate instead of slipping through.
+    if not (result["max_abs_diff"] <= max_abs_diff and result["top1_agreement"] >= min_top1_agreement):
         raise VggbenchError(
             f"ONNX Runtime disagrees with MXNet on {result['n']} test images: max |logit diff| "
             f"{result['max_abs_diff']:.2e} (limit {max_abs_diff:.0e}), top-1 agreement "

@@ -1,0 +1,42 @@
+"""Data loading throughput: reading + validating the IDX files, and the training loader's resize."""
+
+from __future__ import annotations
+
+import pytest
+
+LOADER_IMAGES = 512
+LOADER_BATCH_SIZE = 64
+LOADER_SIZES = (96, 224)
+
+
+@pytest.mark.benchmark(min_rounds=5)
+def test_read_idx(benchmark, suite, data_dir):
+    from vggbench.data import load_fashion_mnist
+
+    benchmark.group = "data loading"
+    benchmark.extra_info.update(suite.info(kind="data", input_size=28, batch_size=None, images_per_round=10000))
+    images, labels = benchmark(load_fashion_mnist, str(data_dir), False)
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+
+
+@pytest.mark.benchmark(min_rounds=5)
+@pytest.mark.parametrize("input_size", LOADER_SIZES, ids=lambda size: f"{size}px")
+def test_data_loader(benchmark, suite, input_size, test_images):
+    import mxnet as mx
+
+    from vggbench.data import data_loader
+
+    images, labels = test_images
+    images, labels = images[:LOADER_IMAGES], labels[:LOADER_IMAGES]
+
+    def one_pass():
+        seen = 0
+        for x, _ in data_loader(images, labels, input_size, LOADER_BATCH_SIZE, shuffle=True, seed=0):
+            seen += x.shape[0]
+        mx.nd.waitall()
+        return seen
+
+    benchmark.group = "data loading"
+    benchmark.extra_info.update(suite.info(kind="data", input_size=input_size, batch_size=LOADER_BATCH_SIZE,
+                                           images_per_round=LOADER_IMAGES))
+    assert benchmark(one_pass) == LOADER_IMAGES

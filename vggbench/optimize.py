@@ -1,0 +1,394 @@
+"""Deployment variants of a run dir's ``model.onnx``, each measured against it and gated on accuracy.
+
+Three variants, written next to ``model.onnx`` (file names: :data:`artifacts.ONNX_VARIANT_FILES`):
+
+- ``opt``  (``model.opt.onnx``): ONNX Runtime's offline-optimized graph (``ORT_ENABLE_ALL`` on the
+  CPU provider). It may contain CPU-only fused ops and layouts (``com.microsoft``/NCHWc), so it is
+  for ``ort-cpu`` only.
+- ``int8`` (``model.int8.onnx``): static QDQ quantization with ``onnxruntime.quantization``, weights
+  int8 per output channel, activations uint8, ranges calibrated on **training** images only.
+- ``fp16`` (``model.fp16.onnx``): float16 weights and compute with float32 input/output (Casts at
+  the edges), for GPUs (``ort-cuda``/``ort-trt``). The CPU provider runs it only by casting every
+  node back to float32, which is fine for measuring its accuracy and useless for timing it.
+
+Each variant file is built under a temporary name, checked, run on the test set (test accuracy,
+top-1 agreement and max |logit difference| against ``model.onnx`` on the same images), and only
+then renamed into place and recorded in the manifest (``files`` + ``variants[precision]``). A
+variant whose accuracy drops by more than ``max_accuracy_drop_points`` is kept but flagged, in the
+manifest and in every table, and a warning is printed.
+
+The test split is read by :func:`evaluate_onnx` only; calibration goes through
+:func:`calibration_batches`, which reads the training split and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from vggbench import artifacts, data
+from vggbench.artifacts import ONNX_VARIANT_FILES
+from vggbench.errors import VggbenchError
+
+VARIANTS = ("opt", "int8", "fp16")
+FP32_FILE = ONNX_VARIANT_FILES["fp32"]
+DEFAULT_CALIB_IMAGES = 512
+DEFAULT_MAX_ACCURACY_DROP_POINTS = 1.0
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_CALIB_METHOD = "minmax"
+CALIB_BATCH_SIZE = 32
+EVAL_BATCH_SIZE = 64
+# Which backends a variant is meant for (bench shows the others as "unavailable").
+VARIANT_FOR = {"opt": "ort-cpu", "int8": "ort-cpu", "fp16": "ort-cuda"}
+# Measured on this project's AMD EPYC (Zen 3, AVX2, no VNNI) with VGG-11 at 96: uint8 activations
+# with int8 weights (U8S8) is the fast MLAS path; uint8 weights (U8U8) were as slow as fp32, and
+# reduce_range / per-tensor weights / QOperator format changed nothing measurable.
+INT8_ACTIVATION_TYPE = "QUInt8"
+INT8_WEIGHT_TYPE = "QInt8"
+
+def _tqdm(progress: bool, **kwargs):
+    from tqdm import tqdm
+
+    return tqdm(disable=not progress, file=sys.stderr, leave=False, **kwargs)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _ort_session(path: Path, threads: int = 0):
+    from vggbench.export import onnx_session
+
+    return onnx_session(path, threads=threads)
+
+
+# --- data: calibration reads the training split only ----------------------------------------------
+
+def calibration_batches(input_size: int, n_images: int = DEFAULT_CALIB_IMAGES, seed: int = 0,
+                        data_dir: Optional[str] = None, batch_size: int = CALIB_BATCH_SIZE) -> List[np.ndarray]:
+    """Preprocessed calibration batches: a fixed-seed subset of the **training** split, never test."""
+    if n_images < 1:
+        raise VggbenchError(f"calibration needs at least 1 image, got {n_images}")
+    images, labels = data.load_fashion_mnist(data_dir, train=True)
+    images, _ = data.subset(images, labels, n_images, seed=seed)
+    return [data.preprocess(images[start:start + batch_size], input_size)
+            for start in range(0, len(images), batch_size)]
+
+
+def make_calibration_reader(batches: Sequence[np.ndarray], input_name: str, progress: bool = False,
+                            desc: str = "calibration"):
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``batches`` (rewindable, sliceable)."""
+    CalibrationDataReader = _quantization().CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._start, self._end, self._next = 0, len(batches), 0
+            self._bar = _tqdm(progress, total=sum(len(b) for b in batches), unit="img", desc=desc)
+
+        def get_next(self):
+            index = self._start + self._next
+            if index >= self._end:
+                return None
+            self._next += 1
+            self._bar.update(len(batches[index]))
+            return {input_name: batches[index]}
+
+        def rewind(self):
+            self._next = 0
+
+        def __len__(self):  # in batches; quantize_static's strided calibration uses it
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int):
+            self._start, self._end, self._next = start_index, min(end_index, len(batches)), 0
+
+        def close(self):
+            self._bar.close()
+
+    return _Reader()
+
+
+def evaluation_split(data_dir: Optional[str] = None, limit: Optional[int] = None, seed: int = 0):
+    """The test images and labels that accuracy is measured on (all 10k unless ``limit``)."""
+    images, labels = data.load_fashion_mnist(data_dir, train=False)
+    return data.subset(images, labels, limit, seed=seed)
+
+
+def evaluate_onnx(model_path: Path, images: np.ndarray, labels: np.ndarray, input_size: int,
+                  batch_size: int = EVAL_BATCH_SIZE, progress: bool = False, desc: str = "accuracy",
+                  session=None) -> np.ndarray:
+    """Logits [N, classes] of ``model_path`` on CPU ONNX Runtime over the given (test) images."""
+    session = session or _ort_session(model_path)
+    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+    outputs = []
+    with _tqdm(progress, total=len(labels), unit="img", desc=desc) as bar:
+        for batch, batch_labels in data.iter_batches(images, labels, input_size, batch_size):
+            outputs.append(np.asarray(session.run([output_name], {input_name: batch})[0], dtype=np.float32))
+            bar.update(len(batch_labels))
+    return np.concatenate(outputs)
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> Dict[str, Any]:
+    """Accuracy of both, top-1 agreement and max |logit difference| of candidate vs reference."""
+    return {"test_accuracy": float(np.mean(candidate.argmax(1) == labels)),
+            "fp32_test_accuracy": float(np.mean(reference.argmax(1) == labels)),
+            "n_test": int(len(labels)),
+            "top1_agreement": float(np.mean(candidate.argmax(1) == reference.argmax(1))),
+            "max_abs_diff": float(np.max(np.abs(candidate - reference)))}
+
+
+# --- the three builders (each writes dst itself; callers pass a temporary path) ------------------
+
+def write_ort_optimized(src: Path, dst: Path) -> Dict[str, Any]:
+    """ORT's offline graph optimization: ``ORT_ENABLE_ALL`` on the CPU provider, saved to ``dst``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(dst)
+    options.log_severity_level = 3
+    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    if not Path(dst).is_file() or Path(dst).stat().st_size == 0:
+        raise VggbenchError(f"onnxruntime wrote no optimized model for {src}")
+    return {"tool": f"onnxruntime {ort.__version__} SessionOptions.optimized_model_filepath",
+            "graph_optimization_level": "ORT_ENABLE_ALL", "provider": "CPUExecutionProvider",
+            "note": "may hold CPU-only fused ops/NCHWc layout: run it on ort-cpu only"}
+
+
+def _quantization():
+    try:
+        import onnxruntime.quantization as quantization
+    except ImportError as err:
+        raise VggbenchError(f"onnxruntime.quantization cannot be imported ({err}); "
+                            f"install onnxruntime[quantization] (it needs ml_dtypes<0.6 with numpy<2)") from None
+    return quantization
+
+
+def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: str = DEFAULT_CALIB_METHOD,
+                  per_channel: bool = True, activation_type: str = INT8_ACTIVATION_TYPE,
+                  weight_type: str = INT8_WEIGHT_TYPE, reduce_range: bool = False,
+                  progress: bool = False) -> Dict[str, Any]:
+    """Static QDQ quantization of ``src`` into ``dst``, activation ranges from ``batches``.
+
+    Calibration runs one batch at a time (``CalibStridedMinMax``), so histogram methods never hold
+    every intermediate tensor of every calibration image in memory at once.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise VggbenchError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    q = _quantization()
+    import onnxruntime as ort
+
+    calibrate_method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+                        "percentile": q.CalibrationMethod.Percentile}[method]
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    session = _ort_session(src)
+    input_name = session.get_inputs()[0].name
+    del session
+    reader = make_calibration_reader(batches, input_name, progress=progress, desc=f"calibration ({method})")
+    extra_options = {"CalibStridedMinMax": 1}
+    if method == "percentile":
+        extra_options["CalibPercentile"] = 99.999
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # ORT's quantizer logs advice on the root logger
+    try:
+        with tempfile.TemporaryDirectory(prefix="vggbench-quant.") as scratch:
+            # ORT's recommended pre-pass: basic graph optimizations (folds BatchNorm into Conv: without
+            # it a vgg*_bn INT8 model ran 0.7x fp32 here, with it 1.0x) and ONNX shape inference.
+            # Symbolic shape inference needs sympy and adds nothing for fixed-size image models.
+            prepared = Path(scratch) / "prepared.onnx"
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+            q.quantize_static(str(prepared), str(dst), reader, quant_format=q.QuantFormat.QDQ,
+                              per_channel=per_channel, reduce_range=reduce_range,
+                              activation_type=q.QuantType[activation_type], weight_type=q.QuantType[weight_type],
+                              calibrate_method=calibrate_method, extra_options=extra_options)
+    finally:
+        logging.getLogger().setLevel(quiet)
+        reader.close()
+    settings = {"tool": f"onnxruntime {ort.__version__} quantization.quantize_static", "format": "QDQ",
+                "activation_type": activation_type, "weight_type": weight_type, "per_channel": per_channel,
+                "reduce_range": reduce_range, "pre_process": "quant_pre_process(skip_symbolic_shape=True)"}
+    if method == "percentile":
+        settings["percentile"] = extra_options["CalibPercentile"]
+    return settings
+
+
+def convert_fp16(src: Path, dst: Path) -> Dict[str, Any]:
+    """float16 weights and compute, float32 input/output (``keep_io_types``), checked by onnx.checker."""
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as err:
+        raise VggbenchError(f"onnxruntime.transformers.float16 cannot be imported ({err}); "
+                            f"reinstall onnxruntime (the converter ships in its wheel)") from None
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    sort_graph(model.graph)  # the converter appends the input Casts after their consumers
+    _pack_raw(model.graph)
+    _check_model(model, str(dst))
+    onnx.save(model, str(dst))
+    return {"tool": f"onnxruntime {ort.__version__} transformers.float16.convert_float_to_float16",
+            "keep_io_types": True, "io_type": "float32"}
+
+
+def _pack_raw(graph) -> None:
+    """Store initializers as raw bytes (the converter leaves float16 in ``int32_data``: ~25% larger)."""
+    from onnx import numpy_helper
+
+    for index, init in enumerate(graph.initializer):
+        if not init.HasField("raw_data"):
+            graph.initializer[index].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init), init.name))
+
+
+def sort_graph(graph) -> None:
+    """Reorder ``graph.node`` topologically (stable: keeps the original order where it can)."""
+    available = {value.name for value in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [node for node in pending if all(name in available for name in node.input)]
+        if not ready:
+            raise VggbenchError(f"graph has a cycle or a missing input near node {pending[0].name!r}")
+        for node in ready:
+            available.update(node.output)
+        ordered.extend(ready)
+        ready_ids = {id(node) for node in ready}
+        pending = [node for node in pending if id(node) not in ready_ids]
+    copies = [type(node)() for node in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def _check_model(model_or_path, name: str, full: bool = True) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model_or_path, full_check=full)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise VggbenchError(f"{name} fails onnx.checker: {str(err).splitlines()[0]}") from None
+
+
+# --- the run-dir step ------------------------------------------------------------------------------
+
+def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images: int = DEFAULT_CALIB_IMAGES,
+                     data_dir: Optional[str] = None,
+                     max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS, seed: int = 0,
+                     accuracy_limit: Optional[int] = None, calib_method: str = DEFAULT_CALIB_METHOD,
+                     opt: bool = True, progress: bool = True,
+                     log: Callable[[str], None] = print) -> Dict[str, Dict[str, Any]]:
+    """Write the requested variants next to ``run_dir/model.onnx`` and record them in the manifest.
+
+    Returns ``manifest["variants"]`` after the update (all variants, including ones from earlier
+    runs that were not rebuilt now). ``accuracy_limit`` measures on a fixed-seed subset of the test
+    split instead of all of it (for tests); the entry's ``n_test`` says which.
+    """
+    run_dir = Path(run_dir)
+    wanted = [name for name, on in (("opt", opt), ("int8", int8), ("fp16", fp16)) if on]
+    if not wanted:
+        raise VggbenchError("nothing to do: enable at least one of opt, int8, fp16")
+    if calib_images < 1:
+        raise VggbenchError(f"--calib-images must be >= 1, got {calib_images}")
+    if not max_accuracy_drop_points >= 0:
+        raise VggbenchError(f"the accuracy-drop threshold must be >= 0 points, got {max_accuracy_drop_points}")
+    if accuracy_limit is not None and accuracy_limit < 1:
+        raise VggbenchError(f"accuracy_limit must be >= 1 test images, got {accuracy_limit}")
+    if calib_method not in CALIBRATION_METHODS:
+        raise VggbenchError(f"unknown calibration method {calib_method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+
+    manifest = artifacts.read_manifest(run_dir)
+    fp32_path = artifacts.verify_file(run_dir, manifest, FP32_FILE)
+    source = {"file": FP32_FILE, "sha256": manifest["files"][FP32_FILE]}
+    input_size = int(manifest["input_size"])
+
+    images, labels = evaluation_split(data_dir, accuracy_limit, seed)
+    started = time.time()
+    reference = evaluate_onnx(fp32_path, images, labels, input_size, progress=progress, desc="accuracy fp32")
+    log(f"fp32 (ORT CPU) test accuracy {100 * np.mean(reference.argmax(1) == labels):.2f}% "
+        f"on {len(labels)} test images ({time.time() - started:.0f}s)")
+
+    batches = None
+    for precision in wanted:
+        final = run_dir / ONNX_VARIANT_FILES[precision]
+        started = time.time()
+        with artifacts.atomic_path(final) as temp:
+            if precision == "opt":
+                built = {"build": write_ort_optimized(fp32_path, temp)}
+                _check_model(str(temp), final.name, full=False)  # com.microsoft ops: no full check
+            elif precision == "fp16":
+                built = {"build": convert_fp16(fp32_path, temp)}
+            else:
+                if batches is None:
+                    batches = calibration_batches(input_size, calib_images, seed, data_dir)
+                settings = quantize_int8(fp32_path, temp, batches, method=calib_method, progress=progress)
+                _check_model(str(temp), final.name)
+                built = {"build": settings,
+                         "calibration": {"n_images": int(sum(len(b) for b in batches)), "split": "train",
+                                         "seed": seed, "method": calib_method,
+                                         "per_channel": settings["per_channel"],
+                                         "batch_size": CALIB_BATCH_SIZE}}
+            build_s = time.time() - started
+            logits = evaluate_onnx(temp, images, labels, input_size, progress=progress,
+                                   desc=f"accuracy {precision}")
+            entry = _variant_entry(precision, final.name, temp, compare_logits(reference, logits, labels),
+                                   max_accuracy_drop_points, source, build_s, built)
+        manifest = artifacts.read_manifest(run_dir)
+        if manifest["files"].get(FP32_FILE) != source["sha256"]:
+            raise VggbenchError(f"{run_dir}/{FP32_FILE} changed while its variants were built; re-run optimize")
+        manifest["files"][final.name] = entry["sha256"]
+        manifest.setdefault("variants", {})[precision] = entry
+        artifacts.write_manifest(run_dir, manifest)
+        log(_summary_line(precision, entry))
+        if entry["flagged"]:
+            print(f"warning: {precision} variant {final.name} loses {entry['accuracy_drop_points']:.2f} points of "
+                  f"test accuracy (> {max_accuracy_drop_points:g}); it is flagged in the manifest and tables",
+                  file=sys.stderr)
+    return artifacts.read_manifest(run_dir)["variants"]
+
+
+def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, Any], max_drop: float,
+                   source: Dict[str, str], build_s: float, built: Dict[str, Any]) -> Dict[str, Any]:
+    import onnxruntime as ort
+
+    drop = 100.0 * (measured["fp32_test_accuracy"] - measured["test_accuracy"])
+    entry = {"file": name, "sha256": artifacts.sha256_file(path), "size_bytes": os.path.getsize(path),
+             "for": VARIANT_FOR[precision], "test_accuracy": measured["test_accuracy"],
+             "n_test": measured["n_test"], "fp32_test_accuracy": measured["fp32_test_accuracy"],
+             "accuracy_drop_points": round(drop, 4), "max_accuracy_drop_points": float(max_drop),
+             "flagged": bool(drop > max_drop), "top1_agreement": measured["top1_agreement"],
+             "max_abs_diff": measured["max_abs_diff"],
+             "measured_with": f"onnxruntime {ort.__version__} CPUExecutionProvider",
+             "source": source, "build_seconds": round(build_s, 1), "created": _now()}
+    entry.update(built)
+    return entry
+
+
+def _summary_line(precision: str, entry: Dict[str, Any]) -> str:
+    flag = "  FLAGGED" if entry["flagged"] else ""
+    return (f"{precision:>4}: {entry['file']} {entry['size_bytes'] / 1e6:.1f} MB, test accuracy "
+            f"{100 * entry['test_accuracy']:.2f}% ({0.0 - entry['accuracy_drop_points']:+.2f} points vs fp32), "
+            f"top-1 agreement {100 * entry['top1_agreement']:.2f}%, max |logit diff| {entry['max_abs_diff']:.3g}{flag}")
+
+
+def variants_table(variants: Dict[str, Dict[str, Any]]) -> str:
+    """A plain table of manifest variants (the optimize command's closing summary)."""
+    from tabulate import tabulate
+
+    rows = []
+    for precision in [p for p in VARIANTS if p in variants] + [p for p in variants if p not in VARIANTS]:
+        entry = variants[precision]
+        rows.append([precision, entry["file"], entry.get("for", ""), f"{entry['size_bytes'] / 1e6:.1f}",
+                     f"{100 * entry['test_accuracy']:.2f}", f"{0.0 - entry['accuracy_drop_points']:+.2f}",
+                     f"{100 * entry['top1_agreement']:.2f}", f"{entry['max_abs_diff']:.3g}", entry["n_test"],
+                     "FLAGGED" if entry["flagged"] else "ok"])
+    return tabulate(rows, headers=["precision", "file", "for", "size_MB", "test_acc_%", "vs_fp32_points",
+                                   "top1_agree_%", "max_abs_diff", "n_test", "gate"], disable_numparse=True)

@@ -1,0 +1,577 @@
+"""Train a zoo model on Fashion-MNIST, then export it into a run dir (``vggbench train-export``).
+
+Read top to bottom, this is the whole command:
+
+1. :class:`Recipe` holds everything that decides the trained weights (the lesson's defaults: SGD,
+   lr 0.05, batch 64, Xavier init, 96x96, softmax cross-entropy). It is checked first.
+2. :func:`resolve_contexts` turns ``--ctx`` into MXNet contexts.
+3. :func:`train_export` validates inputs, builds the model and loads the data *before* it creates
+   the run dir, so a bad model name, bad data or a missing GPU leaves nothing behind.
+4. :func:`train_epoch` / :func:`evaluate` are the lesson's loop (tqdm bar, NaN guard, multi-device
+   via ``split_and_load``); a checkpoint is written after every epoch so ``--resume`` can continue.
+5. Export (``vggbench.export``), the ONNX Runtime parity gate, ``history.json``, ``training.png``
+   and finally ``manifest.json``: written last, atomically, only when every artifact is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from vggbench import artifacts, data, export, models
+from vggbench.environment import cpu_model, gpus, package_versions
+from vggbench.errors import VggbenchError
+
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training.png"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_INDEX = "last.json"
+RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_FILE, CURVES_FILE)
+EVAL_BATCH_SIZE = 256
+PARITY_IMAGES = 256
+# Resume must continue the same training: these recipe fields must match the checkpoint's.
+RESUME_MUST_MATCH = ("model", "input_size", "width_ratio", "classes", "batch_size", "lr", "seed",
+                     "train_limit", "optimizer", "init", "loss")
+FLAG_OF = {"input_size": "--size", "width_ratio": "--width-ratio", "batch_size": "--batch-size",
+           "lr": "--lr", "seed": "--seed", "train_limit": "--train-limit"}
+
+Log = Callable[[str], None]
+
+
+def _log(message: str) -> None:
+    """Default logger: ``tqdm.write`` keeps summary lines from tearing a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- the recipe ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the trained weights; recorded in the manifest and checkpoints."""
+
+    model: str
+    input_size: int = 96
+    width_ratio: float = 1.0
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.05
+    seed: int = 0
+    train_limit: Optional[int] = None
+    classes: int = data.NUM_CLASSES
+    optimizer: str = "sgd"
+    init: str = "xavier"
+    loss: str = "softmax_cross_entropy"
+
+    def check(self) -> None:
+        """Raise a one-line VggbenchError for anything a user can get wrong."""
+        models.check_model_name(self.model)
+        if self.input_size < 32:
+            raise VggbenchError(f"--size {self.input_size} is too small for VGG's five 2x2 pools; use 96 or 224")
+        if not self.width_ratio > 0:
+            raise VggbenchError(f"--width-ratio must be > 0, got {self.width_ratio}; 1 is full width")
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+            if value < 1:
+                raise VggbenchError(f"{flag} must be >= 1, got {value}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise VggbenchError(f"--lr must be a finite number > 0, got {self.lr}; the lesson uses 0.05")
+        if not 0 <= self.seed < 2 ** 31:
+            raise VggbenchError(f"--seed must be in 0..{2 ** 31 - 1}, got {self.seed}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise VggbenchError(f"--train-limit must be >= 1, got {self.train_limit}")
+
+    def asdict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed for one epoch's shuffle and dropout, so a resumed run draws what an unbroken one would."""
+    return (seed * 100_003 + epoch) % (2 ** 31)
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+def resolve_contexts(spec: str, num_gpus: Optional[int] = None) -> Tuple[list, str]:
+    """Turn ``--ctx`` (auto, cpu, gpu, gpu:0,gpu:1) into MXNet contexts plus a sentence saying why.
+
+    ``num_gpus`` defaults to what MXNet sees (``mx.context.num_gpus()``, 0 on CPU-only builds).
+    """
+    import mxnet as mx
+
+    if num_gpus is None:
+        try:
+            num_gpus = mx.context.num_gpus()
+        except mx.base.MXNetError:  # CUDA build without a usable driver
+            num_gpus = 0
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if num_gpus > 0:
+            return [mx.gpu(0)], f"--ctx auto: MXNet sees {num_gpus} GPU(s), training on gpu(0)"
+        return [mx.cpu()], "--ctx auto: MXNet sees no GPU, training on CPU"
+    if spec == "cpu":
+        return [mx.cpu()], "--ctx cpu: training on CPU"
+    indices = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part == "gpu":
+            index = 0
+        elif part.startswith("gpu:") and part[4:].isdigit():
+            index = int(part[4:])
+        else:
+            raise VggbenchError(f"--ctx {spec!r}: cannot read {part!r}; use auto, cpu, gpu or a list like gpu:0,gpu:1")
+        if index in indices:
+            raise VggbenchError(f"--ctx {spec!r} lists gpu:{index} twice")
+        indices.append(index)
+    if num_gpus == 0:
+        raise VggbenchError(f"--ctx {spec}: MXNet sees no GPU (CPU-only mxnet build or no CUDA device); "
+                            f"use --ctx cpu, or install mxnet-cu117 on a machine with a GPU")
+    missing = [index for index in indices if index >= num_gpus]
+    if missing:
+        raise VggbenchError(f"--ctx {spec}: MXNet sees {num_gpus} GPU(s) (gpu:0..gpu:{num_gpus - 1}), "
+                            f"there is no gpu:{missing[0]}")
+    contexts = [mx.gpu(index) for index in indices]
+    return contexts, f"--ctx {spec}: training on {', '.join(str(c) for c in contexts)}"
+
+
+def _split(batch, contexts: Sequence) -> list:
+    """Spread a batch over the devices (the lesson's multi-GPU recipe); one device gets it whole."""
+    from mxnet import gluon
+
+    if len(contexts) == 1:
+        return [batch.as_in_context(contexts[0])]
+    return gluon.utils.split_and_load(batch, contexts[:len(batch)], even_split=False)
+
+
+# --- the model -------------------------------------------------------------------------------------
+
+def build_network(recipe: Recipe, contexts: Sequence):
+    """Model with Xavier init on ``contexts``, shapes materialised by one dummy forward pass.
+
+    The dummy pass is where a too-small input size or a broken GPU shows up, before any run dir
+    exists.
+    """
+    import mxnet as mx
+
+    mx.random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    net = models.get_model(recipe.model, classes=recipe.classes, width_ratio=recipe.width_ratio)
+    net.initialize(mx.init.Xavier(), ctx=list(contexts))
+    try:
+        net(mx.nd.zeros((1, 1, recipe.input_size, recipe.input_size), ctx=contexts[0])).wait_to_read()
+    except mx.base.MXNetError as err:
+        raise VggbenchError(f"{recipe.model} cannot run {recipe.input_size}x{recipe.input_size} inputs on "
+                            f"{contexts[0]} ({str(err).strip().splitlines()[0]}); check --size and --ctx") from None
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+# --- one epoch and evaluation ----------------------------------------------------------------------
+
+def train_epoch(net, trainer, loader, contexts: Sequence, epoch: int, epochs: int, lr: float,
+                progress: bool = True, record_every: int = 20) -> Dict[str, Any]:
+    """One pass over ``loader`` with a tqdm bar (loss, running accuracy, images/s).
+
+    Returns the epoch's mean loss, accuracy, images, seconds and images/s, plus ``steps``: the mean
+    loss/accuracy every ``record_every`` batches, so even a one-epoch run has a curve to plot.
+    A NaN/inf loss stops the run before the optimizer step can spread it into the weights.
+    """
+    from mxnet import autograd, gluon
+    from tqdm import tqdm
+
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    total_loss, total_correct, seen = 0.0, 0, 0
+    window_loss, window_correct, window_seen = 0.0, 0, 0
+    steps: List[Dict[str, float]] = []
+    batches = len(loader)
+    start = time.perf_counter()
+    bar = tqdm(loader, total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
+               disable=not progress, leave=False, dynamic_ncols=True)
+    try:
+        for batch_index, (x, y) in enumerate(bar, 1):
+            xs, ys = _split(x, contexts), _split(y, contexts)
+            with autograd.record():
+                outputs = [net(part) for part in xs]
+                losses = [loss_fn(out, label) for out, label in zip(outputs, ys)]
+            autograd.backward(losses)
+            batch_loss = float(sum(loss.sum().asscalar() for loss in losses))
+            if not math.isfinite(batch_loss):
+                raise VggbenchError(f"loss became {batch_loss} at epoch {epoch} batch {batch_index}; "
+                                    f"lower --lr (now {lr:g})")
+            trainer.step(x.shape[0])
+            batch_correct = int(sum((out.argmax(axis=1).asnumpy().astype(np.int64) == label.asnumpy()).sum()
+                                    for out, label in zip(outputs, ys)))
+            total_loss += batch_loss
+            total_correct += batch_correct
+            seen += x.shape[0]
+            window_loss += batch_loss
+            window_correct += batch_correct
+            window_seen += x.shape[0]
+            if batch_index % record_every == 0 or batch_index == batches:
+                steps.append({"epoch": round(epoch - 1 + batch_index / batches, 4),
+                              "loss": window_loss / window_seen, "accuracy": window_correct / window_seen})
+                window_loss, window_correct, window_seen = 0.0, 0, 0
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen, "train_images": seen,
+            "seconds": seconds, "images_per_s": seen / seconds, "steps": steps}
+
+
+class NonFiniteLogits(VggbenchError):
+    """The model produced nan/inf logits: its weights diverged (argmax would hide it)."""
+
+
+def evaluate(net, images: np.ndarray, labels: np.ndarray, input_size: int, contexts: Sequence,
+             batch_size: int = EVAL_BATCH_SIZE) -> Tuple[float, int]:
+    """Top-1 accuracy (fraction) and the number of images it was measured on."""
+    import mxnet as mx
+
+    correct = 0
+    for x, y in data.iter_batches(images, labels, input_size, batch_size):
+        logits = np.concatenate([net(part).asnumpy() for part in _split(mx.nd.array(x), contexts)])
+        if not np.isfinite(logits).all():
+            raise NonFiniteLogits("the model outputs nan/inf logits on test images; its weights diverged")
+        correct += int((logits.argmax(axis=1) == y).sum())
+    return correct / len(labels), int(len(labels))
+
+
+def check_finite_weights(net, epoch: int, lr: float) -> None:
+    """The last optimizer step of an epoch is never followed by a loss check; diverged weights
+    must not reach a checkpoint or an export."""
+    for name, param in net.collect_params().items():
+        values = param.list_data()[0]
+        if not np.isfinite(values.sum().asscalar()) and not np.isfinite(values.asnumpy()).all():
+            raise VggbenchError(f"weights became nan/inf at epoch {epoch} ({name}); lower --lr (now {lr:g})")
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[Dict[str, Any]],
+                    steps: List[Dict[str, float]]) -> Path:
+    """Params + trainer state for the epoch just finished, then ``last.json`` pointing at them.
+
+    Each file is renamed into place when complete and the index is written last, so an
+    interrupted save leaves the previous checkpoint usable; older epochs are then deleted.
+    """
+    epoch = len(history)
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    params_name, states_name = f"epoch-{epoch:04d}.params", f"epoch-{epoch:04d}.states"
+    with artifacts.atomic_path(folder / params_name) as temp:
+        net.save_parameters(str(temp))
+    with artifacts.atomic_path(folder / states_name) as temp:
+        trainer.save_states(str(temp))
+    index = folder / CHECKPOINT_INDEX
+    artifacts.write_json_atomic(index, {"epoch": epoch, "params": params_name, "states": states_name,
+                                        "recipe": recipe.asdict(), "history": history, "steps": steps,
+                                        "saved": _now()})
+    for old in folder.glob("epoch-*"):
+        if old.name not in (params_name, states_name):
+            old.unlink()
+    return index
+
+
+def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The last checkpoint's index, or None when the run dir has none."""
+    import json
+
+    index = Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX
+    if not index.is_file():
+        return None
+    try:
+        checkpoint = json.loads(index.read_text())
+        checkpoint["epoch"], checkpoint["recipe"], checkpoint["history"]  # noqa: B018 - key check
+    except (ValueError, KeyError, TypeError) as err:
+        raise VggbenchError(f"{index}: unreadable checkpoint index ({err}); start over with --force") from None
+    for key in ("params", "states"):
+        if not (index.parent / checkpoint[key]).is_file():
+            raise VggbenchError(f"{index} names {checkpoint[key]}, which is missing; start over with --force")
+    return checkpoint
+
+
+def check_resumable(checkpoint: Dict[str, Any], recipe: Recipe, index: Path) -> None:
+    """Refuse to resume a checkpoint trained with a different model or recipe."""
+    saved = checkpoint["recipe"]
+    for key in RESUME_MUST_MATCH:
+        if saved.get(key) != getattr(recipe, key):
+            flag = FLAG_OF.get(key, key)
+            raise VggbenchError(f"--resume: the checkpoint in {index.parent.parent} was trained with {key} "
+                                f"{saved.get(key)!r}, this run asks for {getattr(recipe, key)!r}; resume with "
+                                f"the same {flag}, or use --name for a new run")
+    if checkpoint["epoch"] > recipe.epochs:
+        raise VggbenchError(f"--resume: the checkpoint already has {checkpoint['epoch']} epochs, more than "
+                            f"--epochs {recipe.epochs}; ask for at least {checkpoint['epoch']}")
+
+
+def load_checkpoint(run_dir: Path, checkpoint: Dict[str, Any], net, trainer, contexts: Sequence) -> None:
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    net.load_parameters(str(folder / checkpoint["params"]), ctx=list(contexts))
+    trainer.load_states(str(folder / checkpoint["states"]))
+
+
+# --- history and curves ----------------------------------------------------------------------------
+
+def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], path: Path) -> None:
+    """``training.png``: loss (left) and train/test accuracy (right) against epochs.
+
+    Uses a bare ``Figure`` on the Agg canvas (no pyplot) so nothing global changes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    if steps:
+        loss_axes.plot([s["epoch"] for s in steps], [s["loss"] for s in steps], color="tab:blue",
+                       alpha=0.35, label="train loss (every few batches)")
+        acc_axes.plot([s["epoch"] for s in steps], [s["accuracy"] for s in steps], color="tab:blue",
+                      alpha=0.35, label="train accuracy (every few batches)")
+    loss_axes.plot(epochs, [row["train_loss"] for row in history], "o-", color="tab:blue", label="train loss (epoch)")
+    acc_axes.plot(epochs, [row["train_accuracy"] for row in history], "o-", color="tab:blue",
+                  label="train accuracy (epoch)")
+    acc_axes.plot(epochs, [row["test_accuracy"] for row in history], "s-", color="tab:orange",
+                  label="test accuracy (epoch)")
+    loss_axes.set(xlabel="epoch", ylabel="softmax cross-entropy", title="loss")
+    acc_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
+    for axes in (loss_axes, acc_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    with artifacts.atomic_path(path) as temp:
+        figure.savefig(str(temp), format="png")
+
+
+# --- parity gate -----------------------------------------------------------------------------------
+
+def exported_parity(run_dir: Path, images: np.ndarray, input_size: int,
+                    batch_size: int = 32) -> Dict[str, Any]:
+    """Run the *exported* MXNet files (hybridized, CPU) and ``model.onnx`` in ONNX Runtime (CPU EP)
+    on the same images and compare their logits (max |diff|, top-1 agreement, n).
+
+    Loading the files back, rather than reusing the net in memory, checks what is shipped.
+    """
+    import warnings
+
+    import mxnet as mx
+
+    run_dir = Path(run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock.imports(str(run_dir / export.SYMBOL_FILE), [export.INPUT_NAME],
+                                             str(run_dir / export.PARAMS_FILE), ctx=mx.cpu())
+    block.hybridize(static_alloc=True)
+    session = export.onnx_session(run_dir / export.ONNX_FILE)
+    input_name = session.get_inputs()[0].name
+    mxnet_logits, onnx_logits = [], []
+    labels = np.zeros(len(images), dtype=np.int32)
+    for x, _ in data.iter_batches(images, labels, input_size, batch_size):
+        mxnet_logits.append(block(mx.nd.array(x)).asnumpy())
+        onnx_logits.append(session.run(None, {input_name: x})[0])
+    mxnet_logits, onnx_logits = np.concatenate(mxnet_logits), np.concatenate(onnx_logits)
+    if not (np.isfinite(mxnet_logits).all() and np.isfinite(onnx_logits).all()):
+        raise VggbenchError("the exported model outputs nan/inf logits on test images, so parity means "
+                            "nothing; the weights diverged: train again with a lower --lr")
+    return export.parity(mxnet_logits, onnx_logits)
+
+
+# --- the run dir -----------------------------------------------------------------------------------
+
+def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -> Optional[Dict[str, Any]]:
+    """Decide, without touching anything, what to do with an existing run dir.
+
+    Returns the checkpoint to resume from (or None for a fresh start). Refuses to overwrite a
+    finished run (has a manifest) or an unfinished one (has a checkpoint) unless ``--force``.
+    """
+    has_manifest = artifacts.manifest_path(run_dir).is_file()
+    index = run_dir / CHECKPOINT_DIR / CHECKPOINT_INDEX
+    if resume:
+        if force:
+            raise VggbenchError("--resume and --force contradict each other: --resume continues the run in "
+                                f"{run_dir}, --force starts it over; pick one")
+        checkpoint = read_checkpoint(run_dir)
+        if checkpoint is None:
+            raise VggbenchError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR}; run without --resume "
+                                f"to start training")
+        check_resumable(checkpoint, recipe, index)
+        return checkpoint
+    if force:
+        return None
+    if has_manifest:
+        raise VggbenchError(f"{run_dir} already holds a finished run (manifest.json); choose another --name, "
+                            f"delete the folder, or add --force to overwrite it")
+    if index.is_file():
+        raise VggbenchError(f"{run_dir} holds an unfinished run (checkpoint in {CHECKPOINT_DIR}/); add --resume "
+                            f"to continue it, or --force to start over")
+    return None
+
+
+def _load_split(data_dir: Optional[str], train: bool, limit: Optional[int], seed: int):
+    images, labels = data.load_fashion_mnist(data_dir, train=train)
+    return data.subset(images, labels, limit, seed=seed)
+
+
+def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_size: int = 64,
+                 lr: float = 0.05, width_ratio: float = 1.0, ctx: str = "auto",
+                 train_limit: Optional[int] = None, test_limit: Optional[int] = None,
+                 data_dir: Optional[str] = None, out: str = "runs", name: Optional[str] = None,
+                 seed: int = 0, resume: bool = False, force: bool = False,
+                 parity_images: int = PARITY_IMAGES,
+                 parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
+                 parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
+                 progress: bool = True, log: Log = _log) -> Path:
+    """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path.
+
+    The run dir is ``out/name`` (``name`` defaults to ``<model>-<input_size>``). Everything a user
+    can get wrong is checked before the run dir is created. ``manifest.json`` is written last and
+    only after the parity gate passes, so its presence means every file it lists is complete.
+    """
+    started = _now()
+    recipe = Recipe(model=model, input_size=input_size, width_ratio=float(width_ratio), epochs=epochs,
+                    batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit)
+    recipe.check()
+    if test_limit is not None and test_limit < 1:
+        raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
+    if parity_images < 1:
+        raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
+    name = name or artifacts.default_run_name(model, input_size)
+    if not name.strip() or name in (".", ".."):
+        raise VggbenchError(f"--name {name!r} is not a usable folder name")
+    run_dir = Path(out) / name
+    checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
+    contexts, device_note = resolve_contexts(ctx)
+    log(device_note)
+    train_x, train_y = _load_split(data_dir, True, train_limit, seed)
+    test_x, test_y = _load_split(data_dir, False, test_limit, seed)
+    net = build_network(recipe, contexts)
+
+    from mxnet import gluon
+
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": recipe.lr})
+    created = not run_dir.exists()
+    try:
+        if checkpoint is None:
+            _clear_previous_run(run_dir)
+            history: List[Dict[str, Any]] = []
+            steps: List[Dict[str, float]] = []
+        else:
+            load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
+            history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
+            artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
+            log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
+            f"{len(train_y)} images, testing on {len(test_y)}; SGD lr {recipe.lr:g}, batch {batch_size}, "
+            f"{epochs} epoch(s), seed {seed}")
+        for epoch in range(len(history) + 1, recipe.epochs + 1):
+            row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
+                                                         (train_x, train_y), (test_x, test_y), progress)
+            history.append(row)
+            steps.extend(epoch_steps)
+            log(f"epoch {epoch}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
+                f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
+                f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
+            save_checkpoint(run_dir, net, trainer, recipe, history, steps)
+            created = False  # from here on the run dir holds a resumable checkpoint: keep it
+    except BaseException:
+        if created and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+    # The final evaluation is the last epoch's: the weights have not changed since.
+    log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
+        f"exporting to {run_dir}")
+    run_info = {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
+                "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
+                                     "min_top1_agreement": parity_min_top1_agreement}}
+    return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+
+
+def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts: Sequence, train_split,
+                              test_split, progress: bool) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+    """One epoch of training, the divergence checks, then the test accuracy: one history row."""
+    loader = data.data_loader(*train_split, recipe.input_size, recipe.batch_size, shuffle=True,
+                              seed=epoch_seed(recipe.seed, epoch))
+    stats = train_epoch(net, trainer, loader, contexts, epoch, recipe.epochs, recipe.lr, progress)
+    check_finite_weights(net, epoch, recipe.lr)
+    try:
+        test_accuracy, test_images = evaluate(net, *test_split, recipe.input_size, contexts)
+    except NonFiniteLogits:
+        raise VggbenchError(f"test logits became nan/inf after epoch {epoch}; lower --lr "
+                            f"(now {recipe.lr:g})") from None
+    steps = stats.pop("steps")
+    return {"epoch": epoch, **stats, "test_accuracy": test_accuracy, "test_images": test_images}, steps
+
+
+def _clear_previous_run(run_dir: Path) -> None:
+    """Fresh start over an old run (``--force``): drop its manifest first, then its checkpoints."""
+    artifacts.manifest_path(run_dir).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]], steps: List[Dict[str, float]],
+                contexts: Sequence, parity_x: np.ndarray, run_info: Dict[str, Any], log: Log) -> Path:
+    """Export, check parity, write history + curves, then the manifest (last, atomically)."""
+    import mxnet as mx
+
+    net.collect_params().reset_ctx(mx.cpu())  # export and parity run on CPU, wherever we trained
+    export.export_mxnet(net, run_dir, recipe.input_size)
+    onnx_info = export.export_onnx(run_dir, recipe.input_size)
+    tolerance = run_info["parity_tolerance"]
+    result = exported_parity(run_dir, parity_x, recipe.input_size)
+    result["tolerance"] = tolerance
+    log(f"parity on {result['n']} test images: max |logit diff| {result['max_abs_diff']:.2e}, "
+        f"top-1 agreement {result['top1_agreement']:.4f}")
+    export.check_parity(result, tolerance["max_abs_diff"], tolerance["min_top1_agreement"])
+
+    artifacts.write_json_atomic(run_dir / HISTORY_FILE, {"recipe": recipe.asdict(), "epochs": history,
+                                                         "steps": steps})
+    plot_history(history, steps, run_dir / CURVES_FILE)
+
+    manifest: Dict[str, Any] = {
+        "model": recipe.model,
+        "config": models.describe(recipe.model),
+        "input_size": recipe.input_size,
+        "input_shape": [None, 1, recipe.input_size, recipe.input_size],
+        "input_name": export.INPUT_NAME,
+        "width_ratio": recipe.width_ratio,
+        "classes": recipe.classes,
+        "in_channels": 1,
+        "trained": True,
+        "class_names": list(data.CLASS_NAMES),
+        "preprocess": "bilinear resize to input_size, scale to [0,1], NCHW float32 (vggbench.data.preprocess)",
+        "recipe": recipe.asdict(),
+        "train_images": history[-1]["train_images"],
+        "train_seconds": sum(row["seconds"] for row in history),
+        "test_accuracy": history[-1]["test_accuracy"],
+        "test_images": history[-1]["test_images"],
+        "test_limit": run_info["test_limit"],
+        "parity": result,
+        "onnx": onnx_info,
+        "files": {},
+        "versions": package_versions(),
+        "device": {"contexts": [str(c) for c in contexts], "cpu": cpu_model(),
+                   "gpus": gpus() if any(c.device_type == "gpu" for c in contexts) else []},
+        "data_dir": run_info["data_dir"],
+        "timestamps": {"started": run_info["started"], "finished": _now()},
+    }
+    for file_name in RUN_FILES:
+        artifacts.record_file(manifest, run_dir, file_name)
+    artifacts.write_manifest(run_dir, manifest)
+    log(f"wrote {run_dir / artifacts.MANIFEST_NAME}")
+    return run_dir
