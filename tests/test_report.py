@@ -149,7 +149,8 @@ def test_compare_without_runs_names_the_train_export_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and f"`vggbench train-export vgg16 --size 224 --out {tmp_path / 'empty'}`" in err
     assert report.train_export_command("vgg11", 224) == "vggbench train-export vgg11 --size 224"
-    assert report.train_export_command("vgg11", 96, "runs", 8) == "vggbench train-export vgg11 --size 96 --width-ratio 8"
+    assert report.train_export_command("vgg11", 96, "runs", 8) == \
+        "vggbench train-export vgg11 --size 96 --width-ratio 8"
 
 
 def test_compare_benches_the_runs_it_finds_and_reports_missing_ones(bench_run_dir, data_dir, tmp_path, capsys):

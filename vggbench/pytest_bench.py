@@ -189,7 +189,7 @@ def ratio_checks(rows: Sequence[Mapping[str, Any]], floors: Sequence[RatioFloor]
                 missing = _selector_label(floor.faster if not fast else floor.baseline)
                 reason = f"no {missing} benchmark in the results"
                 if not floor.required:
-                    reason += " (its benchmark was skipped: see pytest's skip reason)"
+                    reason += " (optional; pytest's skip reasons say why it did not run)"
             else:
                 reason = (f"no {_selector_label(floor.faster)} and {_selector_label(floor.baseline)} "
                           f"benchmarks agree on {', '.join(floor.match)}")
@@ -230,13 +230,17 @@ def run_gate(paths: Sequence, floors: Sequence[RatioFloor], stat: str = "median"
              out=None) -> int:
     """Print the ratio table and one line per failure; return the exit code (0 pass, 1 fail)."""
     out = out or sys.stdout
-    checks = []
+    checks, cold = [], []
     for path in paths:
         rows = load_rows([path])
         if not rows:
             raise VggbenchError(f"{path}: holds no benchmarks; did `pytest benchmarks` run anything?")
         checks.extend(ratio_checks(rows, floors, stat))
+        cold += [row["name"] for row in rows if not row["warmup"]]
     print(gate_table(checks), file=out)
+    if cold:
+        print(f"note: {len(cold)} benchmark(s) ran without warm-up (use --benchmark-warmup=on): "
+              f"{', '.join(cold)}", file=out)
     for check in checks:
         if check["status"] == "skipped":
             print(f"skipped {check['ratio']}: {check['reason']}", file=out)

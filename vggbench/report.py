@@ -145,7 +145,8 @@ def results_notes(results: Dict) -> List[str]:
     peaks = {(r["backend"], r.get("peak_kernel")): r.get("peak_gflops_per_s") for r in rows
              if r.get("peak_gflops_per_s") is not None}
     for (backend, kernel), peak in peaks.items():
-        notes.append(f"peak {backend}: {kernel}: {peak:.1f} GFLOP/s (fastest call, same worker process); % peak = row GFLOP/s / this.")
+        notes.append(f"peak {backend}: {kernel}: {peak:.1f} GFLOP/s (fastest call, same worker process); "
+                     f"% peak = row GFLOP/s / this.")
     accuracy = [r for r in rows if r.get("accuracy_images")]
     if accuracy:
         reference = next((r["accuracy_reference"] for r in accuracy if r.get("accuracy_reference")), None)
@@ -341,7 +342,8 @@ def compare(run_dirs: Optional[Sequence] = None, models: Optional[Sequence[str]]
         results = load_results(from_files)
         results["rows"] = filter_rows(results["rows"], models, sizes, backends)
         if not results["rows"]:
-            raise VggbenchError(f"no rows in {', '.join(map(str, from_files))} match the --models/--sizes/--backends filter")
+            raise VggbenchError(f"no rows in {', '.join(map(str, from_files))} match the "
+                                f"--models/--sizes/--backends filter")
     else:
         explicit = bool(run_dirs)
         candidates = [str(d) for d in run_dirs] if explicit else find_run_dirs(runs_dir)
