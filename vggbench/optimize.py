@@ -3,8 +3,8 @@
 Three variants, written next to ``model.onnx`` (file names: :data:`artifacts.ONNX_VARIANT_FILES`):
 
 - ``opt``  (``model.opt.onnx``): ONNX Runtime's offline-optimized graph (``ORT_ENABLE_ALL`` on the
-  CPU provider). It may contain CPU-only fused ops and layouts (``com.microsoft``/NCHWc), so it is
-  for ``ort-cpu`` only.
+  CPU provider). It holds CPU-only fused ops and the NCHWc layout blocked for the building CPU's
+  vector width, so it is for ``ort-cpu`` on a CPU like the one that built it.
 - ``int8`` (``model.int8.onnx``): static QDQ quantization with ``onnxruntime.quantization``, weights
   int8 per output channel, activations uint8, ranges calibrated on **training** images only.
 - ``fp16`` (``model.fp16.onnx``): float16 weights and compute with float32 input/output (Casts at
@@ -23,7 +23,9 @@ The test split is read by :func:`evaluate_onnx` only; calibration goes through
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import logging
 import os
 import sys
@@ -48,11 +50,17 @@ CALIB_BATCH_SIZE = 32
 EVAL_BATCH_SIZE = 64
 # Which backends a variant is meant for (bench shows the others as "unavailable").
 VARIANT_FOR = {"opt": "ort-cpu", "int8": "ort-cpu", "fp16": "ort-cuda"}
-# Measured on this project's AMD EPYC (Zen 3, AVX2, no VNNI) with VGG-11 at 96: uint8 activations
-# with int8 weights (U8S8) is the fast MLAS path; uint8 weights (U8U8) were as slow as fp32, and
-# reduce_range / per-tensor weights / QOperator format changed nothing measurable.
+# Measured on this project's AMD EPYC (Zen 3: AVX2, no VNNI) with VGG-11 at 96: uint8 activations
+# with int8 weights (U8S8) is the fast MLAS path (uint8 weights ran no faster than fp32; int8
+# activations run as U8S8 anyway; QOperator format and per-tensor weights were no faster).
 INT8_ACTIVATION_TYPE = "QUInt8"
 INT8_WEIGHT_TYPE = "QInt8"
+# Without VNNI, MLAS multiplies u8 x s8 with vpmaddubsw, whose int16 pair sums saturate when both
+# operands are large. With 8-bit per-channel weights that cost a trained VGG-11 (width 1/8) 0.70
+# points of test accuracy (97.6% top-1 agreement with fp32); 7-bit weights (reduce_range) fix it
+# (-0.02 points, 99.6% agreement) at no measurable speed cost. VNNI CPUs do not need it, but a
+# model file may be run anywhere, so it is on by default.
+INT8_REDUCE_RANGE = True
 
 def _tqdm(progress: bool, **kwargs):
     from tqdm import tqdm
@@ -160,9 +168,14 @@ def write_ort_optimized(src: Path, dst: Path) -> Dict[str, Any]:
     ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
     if not Path(dst).is_file() or Path(dst).stat().st_size == 0:
         raise VggbenchError(f"onnxruntime wrote no optimized model for {src}")
+    from vggbench.environment import cpu_flags, cpu_model
+
     return {"tool": f"onnxruntime {ort.__version__} SessionOptions.optimized_model_filepath",
             "graph_optimization_level": "ORT_ENABLE_ALL", "provider": "CPUExecutionProvider",
-            "note": "may hold CPU-only fused ops/NCHWc layout: run it on ort-cpu only"}
+            "built_on": {"cpu": cpu_model(), "cpu_flags": cpu_flags()},
+            "note": "holds CPU-provider-only ops (com.microsoft FusedGemm, com.microsoft.nchwc Conv/MaxPool "
+                    "blocked for this CPU's vector width): run it on ort-cpu, on a CPU like this one; "
+                    "rebuild it on the target machine otherwise"}
 
 
 def _quantization():
@@ -176,7 +189,7 @@ def _quantization():
 
 def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: str = DEFAULT_CALIB_METHOD,
                   per_channel: bool = True, activation_type: str = INT8_ACTIVATION_TYPE,
-                  weight_type: str = INT8_WEIGHT_TYPE, reduce_range: bool = False,
+                  weight_type: str = INT8_WEIGHT_TYPE, reduce_range: bool = INT8_REDUCE_RANGE,
                   progress: bool = False) -> Dict[str, Any]:
     """Static QDQ quantization of ``src`` into ``dst``, activation ranges from ``batches``.
 
@@ -186,15 +199,13 @@ def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: s
     if method not in CALIBRATION_METHODS:
         raise VggbenchError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
     q = _quantization()
+    import onnx
     import onnxruntime as ort
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calibrate_method = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                         "percentile": q.CalibrationMethod.Percentile}[method]
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    session = _ort_session(src)
-    input_name = session.get_inputs()[0].name
-    del session
+    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     reader = make_calibration_reader(batches, input_name, progress=progress, desc=f"calibration ({method})")
     extra_options = {"CalibStridedMinMax": 1}
     if method == "percentile":
@@ -208,10 +219,12 @@ def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: s
             # Symbolic shape inference needs sympy and adds nothing for fixed-size image models.
             prepared = Path(scratch) / "prepared.onnx"
             quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-            q.quantize_static(str(prepared), str(dst), reader, quant_format=q.QuantFormat.QDQ,
-                              per_channel=per_channel, reduce_range=reduce_range,
-                              activation_type=q.QuantType[activation_type], weight_type=q.QuantType[weight_type],
-                              calibrate_method=calibrate_method, extra_options=extra_options)
+            with contextlib.redirect_stdout(io.StringIO()):  # histogram calibrators print per batch
+                q.quantize_static(str(prepared), str(dst), reader, quant_format=q.QuantFormat.QDQ,
+                                  per_channel=per_channel, reduce_range=reduce_range,
+                                  activation_type=q.QuantType[activation_type],
+                                  weight_type=q.QuantType[weight_type],
+                                  calibrate_method=calibrate_method, extra_options=extra_options)
     finally:
         logging.getLogger().setLevel(quiet)
         reader.close()
@@ -367,6 +380,8 @@ def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, An
                    source: Dict[str, str], build_s: float, built: Dict[str, Any]) -> Dict[str, Any]:
     import onnxruntime as ort
 
+    from vggbench.environment import cpu_flags, cpu_model
+
     drop = measured["accuracy_drop_points"]
     entry = {"file": name, "sha256": artifacts.sha256_file(path), "size_bytes": os.path.getsize(path),
              "for": VARIANT_FOR[precision], "test_accuracy": measured["test_accuracy"],
@@ -375,6 +390,8 @@ def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, An
              "flagged": bool(drop > max_drop), "top1_agreement": measured["top1_agreement"],
              "max_abs_diff": measured["max_abs_diff"],
              "measured_with": f"onnxruntime {ort.__version__} CPUExecutionProvider",
+             # INT8 results depend on the CPU's integer kernels (VNNI or not): say which CPU it was
+             "measured_on": {"cpu": cpu_model(), "cpu_flags": cpu_flags()},
              "source": source, "build_seconds": round(build_s, 1), "created": _now()}
     entry.update(built)
     return entry
