@@ -137,7 +137,8 @@ def _bench_flags(p, backends_help: str) -> None:
                                 DEFAULT_WARMUP, MODES, TARGETS)
     from vggbench.artifacts import ONNX_VARIANT_FILES
 
-    p.add_argument("--backends", nargs="+", choices=list(TARGETS), metavar="BACKEND", help=backends_help)
+    p.add_argument("--backends", nargs="+", choices=list(TARGETS), metavar="BACKEND",
+                   help=f"{backends_help}; from: {', '.join(TARGETS)}")
     p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="N",
                    help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))})")
     p.add_argument("--precisions", nargs="+", choices=list(ONNX_VARIANT_FILES), metavar="P",
@@ -186,7 +187,7 @@ def _add_bench(sub) -> None:
     p = sub.add_parser(
         "bench", help="time one exported model on every backend: throughput, latency, GFLOP/s, accuracy",
         description="Benchmark RUN_DIR on each backend in its own worker process: warm-up, then timed calls; "
-                    "images/s, latency p50/p90/p99, GFLOP/s and %% of a matmul peak measured in the same run, "
+                    "images/s, latency p50/p90/p99, GFLOP/s and percent of a matmul peak measured in the same run, "
                     "top-1 accuracy on the real test set. Unavailable backends are rows in the default sweep.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by `vggbench train-export`")
     _bench_flags(p, "backends to run (default: all; unavailable ones show as rows). Naming an unavailable "

@@ -6,10 +6,11 @@ Three variants, written next to ``model.onnx`` (file names: :data:`artifacts.ONN
   CPU provider). It holds CPU-only fused ops and the NCHWc layout blocked for the building CPU's
   vector width, so it is for ``ort-cpu`` on a CPU like the one that built it.
 - ``int8`` (``model.int8.onnx``): static QDQ quantization with ``onnxruntime.quantization``, weights
-  int8 per output channel, activations uint8, ranges calibrated on **training** images only.
+  int8 per output channel (7-bit range, see :data:`INT8_REDUCE_RANGE`), activations uint8, ranges
+  calibrated on **training** images only.
 - ``fp16`` (``model.fp16.onnx``): float16 weights and compute with float32 input/output (Casts at
-  the edges), for GPUs (``ort-cuda``/``ort-trt``). The CPU provider runs it only by casting every
-  node back to float32, which is fine for measuring its accuracy and useless for timing it.
+  the edges), for GPUs (``ort-cuda``/``ort-trt``). The x86 CPU provider lacks float16 kernels for
+  most ops and casts around them: fine for measuring its accuracy here, meaningless for timing it.
 
 Each variant file is built under a temporary name, checked, run on the test set (test accuracy,
 top-1 agreement and max |logit difference| against ``model.onnx`` on the same images), and only
@@ -17,7 +18,7 @@ then renamed into place and recorded in the manifest (``files`` + ``variants[pre
 variant whose accuracy drops by more than ``max_accuracy_drop_points`` is kept but flagged, in the
 manifest and in every table, and a warning is printed.
 
-The test split is read by :func:`evaluate_onnx` only; calibration goes through
+The test split is read by :func:`evaluation_split` only; calibration data comes from
 :func:`calibration_batches`, which reads the training split and nothing else.
 """
 
@@ -61,6 +62,7 @@ INT8_WEIGHT_TYPE = "QInt8"
 # (-0.02 points, 99.6% agreement) at no measurable speed cost. VNNI CPUs do not need it, but a
 # model file may be run anywhere, so it is on by default.
 INT8_REDUCE_RANGE = True
+
 
 def _tqdm(progress: bool, **kwargs):
     from tqdm import tqdm
@@ -365,7 +367,8 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
         manifest = artifacts.read_manifest(run_dir)
         if manifest["files"].get(FP32_FILE) != source["sha256"]:
             raise VggbenchError(f"{run_dir}/{FP32_FILE} changed while its variants were built; re-run optimize")
-        manifest["files"][final.name] = entry["sha256"]
+        if artifacts.record_file(manifest, run_dir, final.name) != entry["sha256"]:
+            raise VggbenchError(f"{final}: changed while it was being recorded; re-run optimize")
         manifest.setdefault("variants", {})[precision] = entry
         artifacts.write_manifest(run_dir, manifest)
         log(_summary_line(precision, entry))
