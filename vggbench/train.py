@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import shutil
 import time
@@ -287,16 +288,16 @@ def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[D
 
 def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
     """The last checkpoint's index, or None when the run dir has none."""
-    import json
-
     index = Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX
     if not index.is_file():
         return None
     try:
         checkpoint = json.loads(index.read_text())
-        checkpoint["epoch"], checkpoint["recipe"], checkpoint["history"]  # noqa: B018 - key check
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, UnicodeDecodeError) as err:
         raise VggbenchError(f"{index}: unreadable checkpoint index ({err}); start over with --force") from None
+    missing = [key for key in ("epoch", "params", "states", "recipe", "history") if key not in checkpoint]
+    if missing:
+        raise VggbenchError(f"{index}: checkpoint index lacks {', '.join(missing)}; start over with --force")
     for key in ("params", "states"):
         if not (index.parent / checkpoint[key]).is_file():
             raise VggbenchError(f"{index} names {checkpoint[key]}, which is missing; start over with --force")
