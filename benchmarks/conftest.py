@@ -43,7 +43,7 @@ class Case:
 
 
 # Small-width VGG-11 at both input sizes the project reports, sized for CI on 2 cores. At width 4
-# and 96 INT8 pays off on an AVX2 CPU (~1.4x); at width 16 and 224 the 4-channel first layers over
+# and 96 INT8 pays off on an AVX2 CPU (~1.5x); at width 16 and 224 the 4-channel first layers over
 # 224x224 maps make quantize/dequantize dominate and INT8 is slower than fp32 (see gate.py).
 CASES = (Case("vgg11", 4.0, 96), Case("vgg11", 16.0, 224))
 BATCH_SIZE = 16

@@ -41,8 +41,9 @@ def models_rows(sizes: Iterable[int] = (96, 224), width_ratio: float = 1.0, clas
 
 
 def models_table(sizes=(96, 224), width_ratio=1.0, classes=10, in_channels=1,
-                 json_path: Optional[str] = None, out=sys.stdout) -> List[Dict]:
+                 json_path: Optional[str] = None, out=None) -> List[Dict]:
     """Print the zoo (params depend on input size through the first Dense layer)."""
+    out = out or sys.stdout
     rows = models_rows(sizes, width_ratio, classes, in_channels)
     if json_path == "-":
         json.dump(rows, out, indent=2)
