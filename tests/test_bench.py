@@ -148,6 +148,8 @@ def test_results_document_shape(bench_results):
     settings = bench_results["settings"]
     assert settings["batch_sizes"] == [1, 4] and settings["iters"] == 3 and settings["accuracy_limit"] == 64
     assert settings["models"][0]["gflops_per_image"] > 0
+    assert (settings["threads"], settings["threads_source"]) == bench.resolve_threads()
+    assert {r["threads"] for r in bench_results["rows"] if r["status"] == "ok"} == {settings["threads"]}
     for row in bench_results["rows"]:
         assert set(bench.ROW_KEYS) <= set(row)
 
@@ -271,6 +273,25 @@ def test_speedups_and_accuracy_deltas():
     bench.add_accuracy_deltas(alone, {"r": {"manifest_test_accuracy": 0.9, "manifest_test_images": 10000}}, True)
     assert alone[0]["accuracy_delta_vs_mxnet_points"] == pytest.approx(0.5)
     assert alone[0]["accuracy_reference"].startswith("manifest")
+
+
+def test_every_backend_gets_the_same_thread_count(monkeypatch):
+    from vggbench.runtimes.mxnet_runtime import mxnet_default_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MXNET_OMP_MAX_THREADS", raising=False)
+    assert bench.resolve_threads() == (bench.physical_cores(), "physical cores")
+    assert 1 <= bench.physical_cores() <= (__import__("os").cpu_count() or 1)
+    assert bench.resolve_threads(3) == (3, "--threads")
+    with pytest.raises(VggbenchError, match="--threads"):
+        bench.resolve_threads(0)
+    env = bench.worker_env(3)
+    assert env["OMP_NUM_THREADS"] == "3" and "MXNET_OMP_MAX_THREADS" not in env
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert bench.resolve_threads() == (5, "OMP_NUM_THREADS") and mxnet_default_threads() == 5
+    monkeypatch.setenv("MXNET_OMP_MAX_THREADS", "4")
+    assert mxnet_default_threads() == 4  # MXNet lets this override OMP_NUM_THREADS
+    assert "MXNET_OMP_MAX_THREADS" not in bench.worker_env(2)
 
 
 # --- the command ------------------------------------------------------------------------------------------

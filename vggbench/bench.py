@@ -18,8 +18,13 @@ Each backend runs in its own worker process (``python -m vggbench.bench JOB.json
 another: MXNet's OpenMP pool and ONNX Runtime's thread pool never compete, the CUDA runtimes of
 the two libraries never share a process, and a crash, OOM kill or timeout of one backend becomes
 an ``error: ...`` row while the sweep goes on. The worker streams one JSON line per finished step,
-so rows measured before a crash are kept. ``OMP_NUM_THREADS`` is set in the worker's environment
-(before mxnet is imported) when ``threads`` is given.
+so rows measured before a crash are kept.
+
+Threads: every backend gets the same CPU thread count (:func:`resolve_threads`: ``threads``, else
+``$OMP_NUM_THREADS``, else the physical cores) -- ``OMP_NUM_THREADS`` in the worker's environment
+before mxnet is imported, ``intra_op_num_threads`` for ONNX Runtime -- and each row records it.
+Left to its defaults, MXNet would use half the processors on x86 (1 of 2 vCPUs here) while ONNX
+Runtime uses all the physical cores.
 
 The parent process does the MXNet-on-CPU chores once per sweep: FLOPs per image
 (:func:`vggbench.models.model_stats`) and the accuracy images, preprocessed exactly as in training
@@ -346,15 +351,55 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
 
 # --- the worker process --------------------------------------------------------------------------------
 
+def physical_cores() -> int:
+    """Physical CPU cores (distinct physical id/core id pairs in /proc/cpuinfo), else os.cpu_count()."""
+    cores, current = set(), {}
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("physical id", "core id"):
+                    current[key] = value.strip()
+                elif not line.strip():
+                    if "core id" in current:
+                        cores.add((current.get("physical id"), current["core id"]))
+                    current = {}
+        if "core id" in current:
+            cores.add((current.get("physical id"), current["core id"]))
+    except OSError:
+        pass
+    return len(cores) or os.cpu_count() or 1
+
+
+def resolve_threads(threads: Optional[int] = None) -> Tuple[int, str]:
+    """One CPU thread count for every backend, and where it came from.
+
+    ``--threads``, else ``$OMP_NUM_THREADS``, else the physical cores. Every runtime gets the same
+    count: left to themselves, ONNX Runtime takes the physical cores while MXNet takes *half* the
+    processors on x86 (1 thread on a 2-vCPU VM), which would compare 2 threads against 1.
+    """
+    if threads is not None:
+        if threads < 1:
+            raise VggbenchError(f"--threads must be >= 1, got {threads}")
+        return threads, "--threads"
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    return physical_cores(), "physical cores"
+
+
 def worker_command() -> List[str]:
     return [sys.executable, "-m", "vggbench.bench"]
 
 
 def worker_env(threads: Optional[int]) -> Dict[str, str]:
-    """The child's environment: OMP_NUM_THREADS set before mxnet is ever imported there."""
+    """The child's environment: OMP_NUM_THREADS set before mxnet is ever imported there (and
+    MXNET_OMP_MAX_THREADS, which MXNet would otherwise let override it)."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+        env.pop("MXNET_OMP_MAX_THREADS", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -684,8 +729,7 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
     for mode in modes:
         if mode not in MODES:
             raise VggbenchError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    if threads is not None and threads < 1:
-        raise VggbenchError(f"--threads must be >= 1, got {threads}")
+    threads, threads_source = resolve_threads(threads)
     if accuracy_limit is not None and accuracy_limit < 0:
         raise VggbenchError(f"--accuracy-limit must be >= 0 (0 skips the accuracy pass), got {accuracy_limit}")
     if peak_size < 16:
@@ -749,7 +793,8 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
     settings = {"run_dirs": list(manifests), "backends": backends, "backends_explicit": explicit,
                 "batch_sizes": batch_sizes, "precisions": precisions, "modes": [MODES[m] for m in modes],
                 "warmup": warmup, "iters": iters, "duration_s": duration_s, "timing_policy": policy,
-                "threads": threads, "accuracy_limit": accuracy_limit, "accuracy_batch_size": ACCURACY_BATCH_SIZE,
+                "threads": threads, "threads_source": threads_source, "accuracy_limit": accuracy_limit,
+                "accuracy_batch_size": ACCURACY_BATCH_SIZE,
                 "peak_size": peak_size, "timeout_s": timeout_s, "gpu": gpu,
                 "runtime_options": runtime_options or {}, "models": list(infos.values())}
     return {"schema": SCHEMA, "environment": collect_environment(), "settings": settings, "rows": rows}

@@ -153,7 +153,8 @@ def _bench_flags(p, backends_help: str) -> None:
     timing.add_argument("--duration", type=_positive_float, metavar="S",
                         help="timed calls until at least S seconds per row (default: >= 5 calls and >= 0.5 s)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="CPU threads: OMP_NUM_THREADS for MXNet, intra_op_num_threads for ONNX Runtime")
+                   help="CPU threads for every backend: OMP_NUM_THREADS for MXNet, intra_op_num_threads for "
+                        "ONNX Runtime (default: $OMP_NUM_THREADS, else the physical cores)")
     p.add_argument("--accuracy-limit", type=_nonnegative_int, metavar="N",
                    help="accuracy on a fixed random N test images (default all 10000; 0 skips the pass)")
     p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")

@@ -148,6 +148,8 @@ def results_notes(results: Dict) -> List[str]:
     for (backend, kernel), peak in peaks.items():
         notes.append(f"peak {backend}: {kernel}: {peak:.1f} GFLOP/s (fastest call, same worker process); "
                      f"% peak = row GFLOP/s / this.")
+    if any(r.get("precision") == "int8" and r.get("pct_of_peak") is not None for r in rows):
+        notes.append("int8 rows are measured against the fp32 GEMM peak (same FLOP count), so they can exceed 100%.")
     accuracy = [r for r in rows if r.get("accuracy_images")]
     if accuracy:
         reference = next((r["accuracy_reference"] for r in accuracy if r.get("accuracy_reference")), None)
@@ -158,6 +160,8 @@ def results_notes(results: Dict) -> List[str]:
     if env:
         versions = env.get("versions", {})
         threads = sorted({r.get("threads") for r in rows if r.get("threads")})
+        if settings.get("threads_source"):
+            threads = f"{threads} ({settings['threads_source']}, same for every backend)"
         gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
         notes.append(f"machine: {env.get('cpu')} ({env.get('cores')} cores), threads {threads or '-'}, GPU: {gpus}; "
                      + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + f"; {env.get('timestamp')}")

@@ -24,6 +24,21 @@ from vggbench.runtimes.base import BackendUnavailable, Runtime
 MXNET_MAX_COMPUTE_CAPABILITY = 8.9
 
 
+def mxnet_default_threads() -> int:
+    """The OpenMP thread count MXNet really uses when none is forced (src/engine/openmp.cc):
+    MXNET_OMP_MAX_THREADS, else OMP_NUM_THREADS, else *half* the processors on x86 (it assumes
+    hyper-threading; on a 2-vCPU VM without it, that is 1 thread)."""
+    import platform
+
+    for name in ("MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    procs = os.cpu_count() or 1
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+    return max(1, procs // 2) if x86 else procs
+
+
 def parse_device(device: str):
     """'cpu', 'gpu' or 'gpu:N' -> (kind, index)."""
     kind, _, index = device.partition(":")
@@ -89,7 +104,7 @@ class MXNetRuntime(Runtime):
 
         self.backend = "mxnet-hybrid" if hybrid else "mxnet"
         self.precision, self.device = precision, device
-        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count()
+        self.threads = threads or mxnet_default_threads()
         kind, index = parse_device(device)
         self._ctx = mx.cpu() if kind == "cpu" else mx.gpu(index)
         manifest = read_manifest(run_dir)
