@@ -166,8 +166,8 @@ def graph_stats(net, input_shape: Sequence[int]) -> Dict[str, int]:
     The net is traced symbolically and MXNet's shape inference gives every weight and every
     layer output, so nothing is allocated or computed: the full-width ImageNet VGG-19 at 224
     costs milliseconds. FLOPs are 2 x multiply-adds of every Convolution and FullyConnected
-    layer (activations, pooling, BN and biases are not counted, the usual convention: VGG-16 at
-    224 is 15.5 GFLOP). Parameters are the graph's arguments except the input; BatchNorm
+    layer (activations, pooling, BN and biases are not counted; ImageNet VGG-16 at 224 is 15.5 G
+    multiply-adds, so 31 GFLOP). Parameters are the graph's arguments except the input; BatchNorm
     running statistics are auxiliary states and not counted.
     """
     import json
