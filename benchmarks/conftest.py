@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 
 THREADS = int(os.environ.get("VGGBENCH_BENCH_THREADS") or 1)
 if "mxnet" not in sys.modules:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 sys.path.insert(0, str(REPO / "tests"))
-from helpers import make_untrained_run_dir  # noqa: E402  (tests/helpers.py, shared with tests/)
+from helpers import make_untrained_run_dir, real_data_dir  # noqa: E402  (tests/helpers.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,13 +81,7 @@ def suite() -> Suite:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real Fashion-MNIST files (tox sets VGGBENCH_DATA)."""
-    path = Path(os.environ.get("VGGBENCH_DATA") or DEFAULT_DATA)
-    from vggbench.data import missing_files
-
-    if missing_files(path):
-        pytest.fail(f"real Fashion-MNIST files missing in {path}; set VGGBENCH_DATA")
-    os.environ["VGGBENCH_DATA"] = str(path)
-    return path
+    return real_data_dir()
 
 
 @pytest.fixture(scope="session")

@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
+
+
+# Shared with benchmarks/conftest.py: plain functions in tests/helpers.py.
+from helpers import make_untrained_run_dir, real_data_dir  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real Fashion-MNIST files (tox sets VGGBENCH_DATA to ../shared/data/fashion-mnist)."""
-    path = Path(os.environ.get("VGGBENCH_DATA") or DEFAULT_DATA)
-    from vggbench.data import missing_files
-
-    if missing_files(path):
-        pytest.fail(f"real Fashion-MNIST files missing in {path}; set VGGBENCH_DATA")
-    os.environ["VGGBENCH_DATA"] = str(path)
-    return path
-
-
-# Re-exported: lives in tests/helpers.py so benchmarks/conftest.py can import it too.
-from helpers import make_untrained_run_dir  # noqa: E402,F401
+    return real_data_dir()
 
 
 @pytest.fixture(scope="session")

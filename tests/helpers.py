@@ -5,7 +5,26 @@ Plain functions, not fixtures, so both conftests can import them; they stay out 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+
+
+def real_data_dir() -> Path:
+    """The real Fashion-MNIST files: $VGGBENCH_DATA (tox sets it), else ../shared beside the repo.
+
+    Fails the session (not skips it) when the files are missing: every data test needs them.
+    """
+    import pytest
+
+    from vggbench.data import missing_files
+
+    path = Path(os.environ.get("VGGBENCH_DATA") or DEFAULT_DATA)
+    if missing_files(path):
+        pytest.fail(f"real Fashion-MNIST files missing in {path}; set VGGBENCH_DATA")
+    os.environ["VGGBENCH_DATA"] = str(path)
+    return path
 
 
 def make_untrained_run_dir(run_dir: Path, model: str = "vgg11", input_size: int = 96,

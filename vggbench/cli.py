@@ -13,24 +13,27 @@ from vggbench import __version__
 from vggbench.errors import VggbenchError
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _number(kind, minimum, below=None, strict=False):
+    """An argparse type: ``kind`` (int/float) >= ``minimum`` (> with ``strict``), < ``below``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if (value <= minimum if strict else not value >= minimum) or (below is not None and value >= below):
+            bound = f"> {minimum}" if strict else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected a number {bound}"
+                                             f"{f' and < {below}' if below is not None else ''}, got {value}")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+_positive_int = _number(int, 1)
+_nonnegative_int = _number(int, 0)
+_positive_float = _number(float, 0, strict=True)
+_non_negative_float = _number(float, 0)
+_seed = _number(int, 0, below=2 ** 31)
 
 
 def _input_size(text: str) -> int:
@@ -61,16 +64,6 @@ def _run_models(args) -> None:
 
 # --- vggbench train-export -------------------------------------------------------------------------
 # (owned by the train-export work)
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2 ** 31:
-        raise argparse.ArgumentTypeError(f"expected a seed in 0..{2 ** 31 - 1}, got {value}")
-    return value
-
 
 def _add_train_export(sub) -> None:
     p = sub.add_parser(
@@ -120,16 +113,6 @@ def _run_train_export(args) -> None:
 
 # --- vggbench bench / compare ----------------------------------------------------------------------
 # (owned by the bench/compare work)
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
 
 def _bench_flags(p, backends_help: str) -> None:
     """Flags shared by `bench` and `compare` (everything that decides how rows are measured)."""
@@ -237,16 +220,6 @@ def _run_compare(args) -> None:
 
 # --- vggbench optimize -----------------------------------------------------------------------------
 # (owned by the deployment-variants work)
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
 
 def _add_optimize(sub) -> None:
     from vggbench.optimize import (CALIBRATION_METHODS, DEFAULT_CALIB_IMAGES, DEFAULT_CALIB_METHOD,
