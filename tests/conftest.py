@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # Shared with benchmarks/conftest.py: plain functions in tests/helpers.py.

@@ -185,3 +185,19 @@ def test_compare_train_makes_the_missing_run_with_train_export(tmp_path, data_di
     assert calls == [dict(model="vgg11", input_size=64, out="runs", epochs=1, width_ratio=32)]
     assert [(r["model"], r["input_size"], r["status"]) for r in results["rows"]] == [("vgg11", 64, "ok")]
     assert "no run for" not in capsys.readouterr().out
+
+
+def test_a_variant_flagged_by_optimize_is_marked_in_the_tables(bench_run_dir):
+    from vggbench import artifacts
+
+    manifest = artifacts.read_manifest(bench_run_dir)
+    manifest["variants"] = {"opt": {"flagged": True, "accuracy_drop_points": 1.5}}
+    info = bench.run_info(bench_run_dir, manifest)
+    record = {"kind": "timing", "precision": "opt", "batch_size": 16, "mode": bench.MODES["end-to-end"],
+              "images_per_s": 100.0, "latency_p50_ms": 1.0, "latency_p90_ms": 1.1, "latency_p99_ms": 1.2,
+              "latency_mean_ms": 1.0, "latency_min_ms": 0.9, "iterations": 5, "timed_s": 0.8, "warmup": 2,
+              "runtime": {"threads": 1}}
+    rows = bench.rows_from_records([record], info, "ort-cpu", "cpu", ["opt"])
+    assert rows[0]["variant_flagged"] is True and rows[0]["variant_accuracy_drop_points"] == 1.5
+    assert "opt FLAGGED (-1.50 pts)" in report.results_table(rows)
+    assert "ort-cpu opt FLAGGED" in report.throughput_pivot(rows)

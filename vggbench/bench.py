@@ -346,7 +346,11 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
             "input_size": manifest["input_size"], "width_ratio": manifest.get("width_ratio", 1.0),
             "gflops_per_image": stats["gflops"], "trained": manifest.get("trained", True),
             "manifest_test_accuracy": manifest.get("test_accuracy"),
-            "manifest_test_images": manifest.get("test_images")}
+            "manifest_test_images": manifest.get("test_images"),
+            # optimize's accuracy gate per variant, so tables can flag a variant that lost accuracy
+            "variant_gates": {precision: {"flagged": bool(entry.get("flagged")),
+                                          "accuracy_drop_points": entry.get("accuracy_drop_points")}
+                              for precision, entry in manifest.get("variants", {}).items()}}
 
 
 # --- the worker process --------------------------------------------------------------------------------
@@ -595,7 +599,8 @@ ROW_KEYS = ("model", "input_size", "width_ratio", "backend", "device", "precisio
             "latency_mean_ms", "latency_min_ms", "iterations", "timed_s", "warmup", "gflops_per_image",
             "gflops_per_s", "peak_gflops_per_s", "pct_of_peak", "peak_kernel", "top1_accuracy",
             "accuracy_images", "accuracy_delta_vs_mxnet_points", "accuracy_reference",
-            "speedup_vs_mxnet_hybrid", "threads", "runtime", "run_dir")
+            "speedup_vs_mxnet_hybrid", "variant_flagged", "variant_accuracy_drop_points",
+            "threads", "runtime", "run_dir")
 
 
 def _row(info: Dict[str, Any], backend: str, device: str, precision: str, status: str,
@@ -605,6 +610,10 @@ def _row(info: Dict[str, Any], backend: str, device: str, precision: str, status
                 "backend": backend, "device": device, "precision": precision, "batch_size": batch_size,
                 "mode": mode, "status": status, "gflops_per_image": info["gflops_per_image"],
                 "run_dir": info["run_dir"]})
+    gate = info.get("variant_gates", {}).get(precision)
+    if gate:
+        row["variant_flagged"] = gate["flagged"]
+        row["variant_accuracy_drop_points"] = gate["accuracy_drop_points"]
     return row
 
 

@@ -85,6 +85,14 @@ def _multi(rows: Sequence[Dict], key: str) -> bool:
     return len({row.get(key) for row in rows}) > 1
 
 
+def _precision_label(row: Dict) -> str:
+    """The precision, marked when `vggbench optimize` flagged the variant for losing accuracy."""
+    if row.get("variant_flagged"):
+        drop = row.get("variant_accuracy_drop_points")
+        return f"{row['precision']} FLAGGED" + (f" (-{drop:.2f} pts)" if drop is not None else "")
+    return row["precision"]
+
+
 def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Optional[bool] = None) -> str:
     """Every row (ok, unavailable and error) with its numbers; status last, in full."""
     if with_model is None:
@@ -93,7 +101,7 @@ def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Op
     if with_model:
         columns += [("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}")]
     columns += [
-        ("backend", "backend"), ("precision", "precision"), ("batch", "batch_size"),
+        ("backend", "backend"), ("precision", _precision_label), ("batch", "batch_size"),
         ("mode", lambda r: _mode_short(r["mode"]) if r.get("mode") else None),
         ("images/s", lambda r: _fmt(r.get("images_per_s"), ".1f")),
         ("x mxnet-hybrid", lambda r: _fmt(r.get("speedup_vs_mxnet_hybrid"), ".2f")),
@@ -113,13 +121,13 @@ def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github") -> str:
     """Side by side: one line per (model, size, mode, batch), one column per backend/precision,
     cells ``images/s (speedup vs mxnet-hybrid)``."""
     ok = [r for r in rows if r.get("status") == "ok"]
-    columns = list(dict.fromkeys(f"{r['backend']} {r['precision']}" for r in ok))
+    columns = list(dict.fromkeys(f"{r['backend']} {_precision_label(r)}" for r in ok))
     lines: Dict[tuple, Dict[str, str]] = {}
     for row in ok:
         key = (row["model"], row["input_size"], row["width_ratio"], _mode_short(row["mode"]), row["batch_size"])
         speedup = row.get("speedup_vs_mxnet_hybrid")
         cell = f"{row['images_per_s']:.1f}" + (f" ({speedup:.2f}x)" if speedup is not None else "")
-        lines.setdefault(key, {})[f"{row['backend']} {row['precision']}"] = cell
+        lines.setdefault(key, {})[f"{row['backend']} {_precision_label(row)}"] = cell
     headers = ["model", "size", "width ÷", "mode", "batch"] + columns
     body = [[model, size, f"{width:g}", mode, batch] + [cells.get(c, "-") for c in columns]
             for (model, size, width, mode, batch), cells in lines.items()]
