@@ -17,6 +17,7 @@ from vggbench import artifacts, data, optimize
 from vggbench.artifacts import ONNX_VARIANT_FILES
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
+from vggbench.export import onnx_session
 from vggbench.runtimes import BackendUnavailable, load_runtime
 
 CALIB_IMAGES = 64
@@ -101,7 +102,7 @@ def test_fp16_variant_is_for_gpus_but_runs_for_its_accuracy(optimized, data_dir)
         load_runtime("ort-cpu", optimized.run_dir, precision="fp16")
     manifest = artifacts.read_manifest(optimized.run_dir)
     path = artifacts.verify_file(optimized.run_dir, manifest, ONNX_VARIANT_FILES["fp16"])
-    session = optimize._ort_session(path)
+    session = onnx_session(path)
     assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(float)"
     images, _ = data.load_fashion_mnist(str(data_dir), train=False)
     logits = session.run(None, {session.get_inputs()[0].name: data.preprocess(images[:4], 96)})[0]

@@ -57,6 +57,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from vggbench.artifacts import ONNX_VARIANT_FILES, read_manifest, write_json_atomic
+from vggbench.environment import physical_cores
 from vggbench.errors import VggbenchError
 
 SCHEMA = "vggbench.results/1"
@@ -354,27 +355,6 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # --- the worker process --------------------------------------------------------------------------------
-
-def physical_cores() -> int:
-    """Physical CPU cores (distinct physical id/core id pairs in /proc/cpuinfo), else os.cpu_count()."""
-    cores, current = set(), {}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("physical id", "core id"):
-                    current[key] = value.strip()
-                elif not line.strip():
-                    if "core id" in current:
-                        cores.add((current.get("physical id"), current["core id"]))
-                    current = {}
-        if "core id" in current:
-            cores.add((current.get("physical id"), current["core id"]))
-    except OSError:
-        pass
-    return len(cores) or os.cpu_count() or 1
-
 
 def resolve_threads(threads: Optional[int] = None) -> Tuple[int, str]:
     """One CPU thread count for every backend, and where it came from.

@@ -7,7 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MKL_NUM_THREADS",
                "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
@@ -25,29 +25,51 @@ def package_versions() -> Dict[str, Optional[str]]:
     return versions
 
 
-def cpu_model() -> str:
+def utc_now() -> str:
+    """The timestamp format of every manifest and result file."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _cpuinfo_processors() -> List[Dict[str, str]]:
+    """/proc/cpuinfo as one ``{key: value}`` dict per logical processor (empty off Linux)."""
+    processors, current = [], {}
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip():
+                    current[key.strip()] = value.strip()
+                elif current:
+                    processors.append(current)
+                    current = {}
     except OSError:
         pass
+    if current:
+        processors.append(current)
+    return processors
+
+
+def cpu_model() -> str:
+    for processor in _cpuinfo_processors():
+        if "model name" in processor:
+            return processor["model name"]
     return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list:
     """The SIMD features that decide CPU speed here (AVX-512 VNNI makes INT8 fast)."""
     wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in wanted if flag in present]
-    except OSError:
-        pass
+    for processor in _cpuinfo_processors():
+        if "flags" in processor:
+            present = set(processor["flags"].split())
+            return [flag for flag in wanted if flag in present]
     return []
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (distinct physical id/core id pairs in /proc/cpuinfo), else os.cpu_count()."""
+    cores = {(p.get("physical id"), p["core id"]) for p in _cpuinfo_processors() if "core id" in p}
+    return len(cores) or os.cpu_count() or 1
 
 
 def gpus() -> list:
@@ -71,7 +93,7 @@ def gpus() -> list:
 
 def collect_environment() -> Dict[str, Any]:
     return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": utc_now(),
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu": cpu_model(),

@@ -25,7 +25,6 @@ The test split is read by :func:`evaluation_split` only; calibration data comes 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import io
 import logging
 import os
@@ -39,7 +38,9 @@ import numpy as np
 
 from vggbench import artifacts, data
 from vggbench.artifacts import ONNX_VARIANT_FILES
+from vggbench.environment import utc_now
 from vggbench.errors import VggbenchError
+from vggbench.export import onnx_session
 
 VARIANTS = ("opt", "int8", "fp16")
 FP32_FILE = ONNX_VARIANT_FILES["fp32"]
@@ -68,16 +69,6 @@ def _tqdm(progress: bool, **kwargs):
     from tqdm import tqdm
 
     return tqdm(disable=not progress, file=sys.stderr, leave=False, **kwargs)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _ort_session(path: Path, threads: int = 0):
-    from vggbench.export import onnx_session
-
-    return onnx_session(path, threads=threads)
 
 
 # --- data: calibration reads the training split only ----------------------------------------------
@@ -136,7 +127,7 @@ def evaluate_onnx(model_path: Path, images: np.ndarray, labels: np.ndarray, inpu
                   batch_size: int = EVAL_BATCH_SIZE, progress: bool = False, desc: str = "accuracy",
                   session=None) -> np.ndarray:
     """Logits [N, classes] of ``model_path`` on CPU ONNX Runtime over the given (test) images."""
-    session = session or _ort_session(model_path)
+    session = session or onnx_session(model_path)
     input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
     outputs = []
     with _tqdm(progress, total=len(labels), unit="img", desc=desc) as bar:
@@ -395,7 +386,7 @@ def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, An
              "measured_with": f"onnxruntime {ort.__version__} CPUExecutionProvider",
              # INT8 results depend on the CPU's integer kernels (VNNI or not): say which CPU it was
              "measured_on": {"cpu": cpu_model(), "cpu_flags": cpu_flags()},
-             "source": source, "build_seconds": round(build_s, 1), "created": _now()}
+             "source": source, "build_seconds": round(build_s, 1), "created": utc_now()}
     entry.update(built)
     return entry
 

@@ -16,7 +16,6 @@ Read top to bottom, this is the whole command:
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import math
 import shutil
@@ -27,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from vggbench import artifacts, data, export, models
-from vggbench.environment import cpu_model, gpus, package_versions
+from vggbench.environment import cpu_model, gpus, package_versions, utc_now
 from vggbench.errors import VggbenchError
 
 HISTORY_FILE = "history.json"
@@ -51,10 +50,6 @@ def _log(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 # --- the recipe ------------------------------------------------------------------------------------
@@ -279,7 +274,7 @@ def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[D
     index = folder / CHECKPOINT_INDEX
     artifacts.write_json_atomic(index, {"epoch": epoch, "params": params_name, "states": states_name,
                                         "recipe": recipe.asdict(), "history": history, "steps": steps,
-                                        "saved": _now()})
+                                        "saved": utc_now()})
     for old in folder.glob("epoch-*"):
         if old.name not in (params_name, states_name):
             old.unlink()
@@ -442,7 +437,7 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
     can get wrong is checked before the run dir is created. ``manifest.json`` is written last and
     only after the parity gate passes, so its presence means every file it lists is complete.
     """
-    started = _now()
+    started = utc_now()
     recipe = Recipe(model=model, input_size=input_size, width_ratio=float(width_ratio), epochs=epochs,
                     batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit)
     recipe.check()
@@ -569,7 +564,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
         "device": {"contexts": [str(c) for c in contexts], "cpu": cpu_model(),
                    "gpus": gpus() if any(c.device_type == "gpu" for c in contexts) else []},
         "data_dir": run_info["data_dir"],
-        "timestamps": {"started": run_info["started"], "finished": _now()},
+        "timestamps": {"started": run_info["started"], "finished": utc_now()},
     }
     for file_name in RUN_FILES:
         artifacts.record_file(manifest, run_dir, file_name)
