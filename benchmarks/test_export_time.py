@@ -10,11 +10,11 @@ import pytest
 
 @pytest.mark.benchmark(min_rounds=3, max_time=0.5)
 def test_export(benchmark, suite, tmp_path):
-    import mxnet as mx
-
     from vggbench import export
+    from vggbench._mxnet import import_mxnet
     from vggbench.models import get_model
 
+    mx = import_mxnet()
     case = suite.cases[0]
     mx.random.seed(0)
     net = get_model(case.model, width_ratio=case.width_ratio)

@@ -11,10 +11,11 @@ import pytest
 
 @pytest.mark.benchmark(min_rounds=5)
 def test_train_step(benchmark, suite, case, test_images):
-    import mxnet as mx
-    from mxnet import gluon
-
     from vggbench import data, train
+    from vggbench._mxnet import import_mxnet
+
+    mx = import_mxnet()
+    gluon = mx.gluon
 
     recipe = train.Recipe(model=case.model, input_size=case.input_size, width_ratio=case.width_ratio,
                           batch_size=suite.batch_size)

@@ -10,6 +10,14 @@ from pathlib import Path
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
 
+# A real training run small enough for the test suite: vgg11_bn at width 1/32, 96x96, 1024 training
+# and 256 test images, 2 epochs (tests/conftest.py ``trained_run``).
+TINY_RECIPE = dict(model="vgg11_bn", input_size=96, width_ratio=32, epochs=2, batch_size=64, lr=0.05,
+                   train_limit=1024, test_limit=256, seed=0, parity_images=256)
+TINY_RUN_NAME = "vgg11_bn-w32-96"
+# Small enough that a whole default sweep (every backend, both modes) takes seconds.
+QUICK_BENCH = dict(batch_sizes=[1, 4], warmup=1, rounds=3, iters=2, accuracy_limit=64, peak_sizes=[128])
+
 
 def real_data_dir() -> Path:
     """The real Fashion-MNIST files: $VGGBENCH_DATA (tox sets it), else ../shared beside the repo.
@@ -34,11 +42,11 @@ def make_untrained_run_dir(run_dir: Path, model: str = "vgg11", input_size: int 
     For tests of the runtimes and the timing method, which need real artifacts but not a trained
     network; accuracy tests use a trained run dir instead.
     """
-    import mxnet as mx
-
     from vggbench import artifacts, export
+    from vggbench._mxnet import import_mxnet
     from vggbench.models import describe, get_model
 
+    mx = import_mxnet()
     mx.random.seed(seed)
     net = get_model(model, width_ratio=width_ratio)
     net.initialize(mx.init.Xavier())
@@ -46,8 +54,22 @@ def make_untrained_run_dir(run_dir: Path, model: str = "vgg11", input_size: int 
     onnx_info = export.export_onnx(run_dir, input_size)
     manifest = {"model": model, "config": describe(model), "input_size": input_size,
                 "width_ratio": width_ratio, "classes": 10, "in_channels": 1, "trained": False,
-                "onnx": onnx_info, "files": {}}
+                "onnx": onnx_info, "model_stats": export.exported_model_stats(run_dir, input_size), "files": {}}
     for name in (export.SYMBOL_FILE, export.PARAMS_FILE, export.ONNX_FILE):
         artifacts.record_file(manifest, run_dir, name)
+    artifacts.write_manifest(run_dir, manifest)
+    return run_dir
+
+
+def add_opt_variant(run_dir: Path) -> Path:
+    """Add a real ``model.opt.onnx`` (ORT basic-level offline optimisation) to the manifest, as
+    ``vggbench optimize`` would, so the precision plumbing is tested on a real second file."""
+    from vggbench import artifacts
+    from vggbench.runtimes.ort_runtime import make_session
+
+    make_session(run_dir / artifacts.ONNX_VARIANT_FILES["fp32"], graph_optimization="basic",
+                 optimized_model_path=run_dir / artifacts.ONNX_VARIANT_FILES["opt"])
+    manifest = artifacts.read_manifest(run_dir)
+    artifacts.record_file(manifest, run_dir, artifacts.ONNX_VARIANT_FILES["opt"])
     artifacts.write_manifest(run_dir, manifest)
     return run_dir

@@ -118,21 +118,50 @@ def test_mismatched_counts_are_rejected(data_dir, tmp_path):
         data.load_fashion_mnist(str(target), train=False)
 
 
-def test_missing_files_offline_give_one_line_naming_all_four(tmp_path, monkeypatch):
+def test_missing_files_offline_name_each_missing_file_once(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_download_with_gluon", lambda path: None)  # the offline case
-    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
     with pytest.raises(VggbenchError) as err:
         data.load_fashion_mnist(str(tmp_path))
     message = str(err.value)
     assert "\n" not in message and "--data-dir" in message and data.DATA_ENV_VAR in message
-    for name in data.ALL_FILES:
-        assert name in message
+    assert message.startswith(f"none of the Fashion-MNIST files are in {tmp_path}")
+    assert [message.count(name) for name in data.ALL_FILES] == [1, 1, 1, 1]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    with pytest.raises(VggbenchError) as err:
+        data.load_fashion_mnist(str(tmp_path))
+    message = str(err.value)
+    assert [message.count(name) for name in data.ALL_FILES] == [0, 1, 1, 1]
+    assert "1 of the 4 are there" in message
 
 
 def test_real_offline_download_attempt_fails_cleanly(tmp_path):
-    """No network here: Gluon's download fails and we report the missing files, not a traceback."""
-    with pytest.raises(VggbenchError, match="files missing"):
-        data.ensure_data(str(tmp_path / "empty"))
+    """No network here: Gluon's download into an existing folder fails and we report the missing
+    files, not a traceback."""
+    with pytest.raises(VggbenchError, match="none of the Fashion-MNIST files are in"):
+        data.ensure_data(str(tmp_path))
+
+
+def test_a_mistyped_data_dir_is_an_error_and_is_not_created(tmp_path, monkeypatch):
+    typo = tmp_path / "fashon-mnist"
+    with pytest.raises(VggbenchError, match=f"--data-dir {typo} does not exist"):
+        data.ensure_data(str(typo))
+    monkeypatch.setenv(data.DATA_ENV_VAR, str(typo))
+    with pytest.raises(VggbenchError, match=f"{data.DATA_ENV_VAR} {typo} does not exist"):
+        data.load_fashion_mnist(None)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(VggbenchError, match="is a file, not a folder"):
+        data.ensure_data(str(tmp_path / "a-file"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_only_the_default_cache_dir_is_created_for_the_download(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tried = []
+    monkeypatch.setattr(data, "_download_with_gluon", lambda path: tried.append(path))
+    with pytest.raises(VggbenchError, match="none of the Fashion-MNIST files"):
+        data.ensure_data(None)
+    assert tried == [tmp_path / "cache" / "vggbench" / "fashion-mnist"]
 
 
 def test_data_dir_resolution_order(tmp_path, monkeypatch):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
-import mxnet as mx
 import numpy as np
 import onnx
 import pytest
 
-from vggbench import VggbenchError, artifacts, data, export, train
+from vggbench import VggbenchError, artifacts, data, export, metrics, models, train
+from vggbench._mxnet import import_mxnet
+from vggbench.runtimes.ort_runtime import make_session, session_predictor
+
+mx = import_mxnet()
 
 
 @pytest.fixture(scope="module")
@@ -41,23 +43,20 @@ def test_onnx_passes_the_full_checker_and_shape_inference(onnx_model):
 def test_batch_dimension_is_dynamic(onnx_model, trained_run_dir):
     batch_dim = onnx_model.graph.input[0].type.tensor_type.shape.dim[0]
     assert not batch_dim.HasField("dim_value"), "batch dimension is fixed"
-    session = export.onnx_session(trained_run_dir / export.ONNX_FILE)
+    predict = session_predictor(make_session(trained_run_dir / export.ONNX_FILE))
     for batch in (1, 5):
         x = np.random.RandomState(batch).uniform(size=(batch, 1, 96, 96)).astype(np.float32)
-        assert session.run(None, {export.INPUT_NAME: x})[0].shape == (batch, 10)
+        assert predict(x).shape == (batch, 10)
 
 
 def test_mxnet_export_and_onnx_agree_on_test_images(trained_run_dir, test_images):
     """Independent of the run's own gate: reload both files, compare logits on 64 test images."""
     images, _ = test_images
     x = data.preprocess(images[:64], 96)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock.imports(str(trained_run_dir / export.SYMBOL_FILE), [export.INPUT_NAME],
-                                             str(trained_run_dir / export.PARAMS_FILE))
+    block = export.load_exported(trained_run_dir / export.SYMBOL_FILE, trained_run_dir / export.PARAMS_FILE)
     mxnet_logits = block(mx.nd.array(x)).asnumpy()
-    onnx_logits = export.onnx_session(trained_run_dir / export.ONNX_FILE).run(None, {export.INPUT_NAME: x})[0]
-    result = export.parity(mxnet_logits, onnx_logits)
+    onnx_logits = session_predictor(make_session(trained_run_dir / export.ONNX_FILE))(x)
+    result = metrics.compare_logits(mxnet_logits, onnx_logits)
     export.check_parity(result)
     assert result["n"] == 64 and result["top1_agreement"] == 1.0
 
@@ -65,26 +64,28 @@ def test_mxnet_export_and_onnx_agree_on_test_images(trained_run_dir, test_images
 def test_onnx_reproduces_the_manifest_test_accuracy(trained_run_dir, test_images):
     images, labels = test_images
     manifest = artifacts.read_manifest(trained_run_dir)
-    session = export.onnx_session(trained_run_dir / export.ONNX_FILE)
-    correct = sum(int((session.run(None, {export.INPUT_NAME: x})[0].argmax(1) == y).sum())
-                  for x, y in data.iter_batches(images, labels, 96, 128))
+    accuracy = metrics.top1_accuracy(session_predictor(make_session(trained_run_dir / export.ONNX_FILE)), images,
+                                     labels, batch_size=128, prepare=lambda raw: data.preprocess(raw, 96))
     assert manifest["test_images"] == len(labels)
-    assert abs(correct / len(labels) - manifest["test_accuracy"]) <= 1 / len(labels)
+    assert abs(accuracy - manifest["test_accuracy"]) <= 1 / len(labels)
+
+
+def test_the_manifest_counts_the_exported_graph(trained_run_dir, trained_run):
+    """Parameters and FLOPs written at export equal the model code's count, and bench reads them back."""
+    manifest = artifacts.read_manifest(trained_run_dir)
+    recipe = trained_run.recipe
+    expected = models.model_stats(recipe["model"], recipe["input_size"], width_ratio=recipe["width_ratio"])
+    assert manifest["model_stats"]["params"] == expected["params"] > 0
+    assert manifest["model_stats"]["flops_per_image"] == expected["flops_per_image"] > 0
+    assert models.model_stats_from_manifest(manifest)["source"] == "manifest"
 
 
 def test_parity_gate_of_an_untrained_plain_vgg(untrained_run_dir, data_dir):
     """The non-batch-norm export path (vgg11) passes the same gate train-export applies."""
     images, _ = data.load_fashion_mnist(str(data_dir), train=False)
-    result = train.exported_parity(untrained_run_dir, images[:32], 96)
+    result = export.exported_parity(untrained_run_dir, images[:40], 96, batch_size=16)  # a last partial batch too
     export.check_parity(result)
-    assert result["n"] == 32
-
-
-def test_parity_numbers():
-    a = np.array([[1.0, 2.0], [3.0, 1.0], [0.0, 1.0]], dtype=np.float32)
-    b = a + np.array([[0.0, 0.5], [0.0, 0.0], [2.0, 0.0]], dtype=np.float32)
-    result = export.parity(a, b)
-    assert result == {"max_abs_diff": 2.0, "top1_agreement": pytest.approx(2 / 3), "n": 3}
+    assert result["n"] == 40
 
 
 @pytest.mark.parametrize("result", [

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
-import mxnet as mx
 import pytest
 
 from vggbench import VggbenchError
+from vggbench._mxnet import import_mxnet
 from vggbench.cli import main
-from vggbench.models import (MODEL_NAMES, VGG_ARCHITECTURES, count_parameters, get_model, graph_stats,
-                             model_stats, vgg_block)
+from vggbench.models import (MODEL_NAMES, VGG_ARCHITECTURES, get_model, graph_stats, min_channels, model_stats,
+                             model_stats_from_manifest, vgg_block)
+
+mx = import_mxnet()
 
 # Parameter counts of the ImageNet models (3 input channels, 1000 classes, 224x224), as published
 # with the paper-era reference implementations (torchvision/GluonCV agree to the parameter).
@@ -23,7 +25,7 @@ IMAGENET_PARAMS = {
 @pytest.mark.parametrize("name", MODEL_NAMES)
 @pytest.mark.parametrize("size", [96, 224])
 def test_every_model_hybridizes_and_maps_images_to_ten_logits(name, size):
-    net = get_model(name, width_ratio=16)
+    net = get_model(name, width_ratio=min(16, min_channels(name)))  # LeNet's 6-channel conv caps it at 6
     net.initialize(mx.init.Xavier())
     net.hybridize()
     out = net(mx.nd.random.uniform(shape=(2, 1, size, size)))
@@ -77,9 +79,22 @@ def test_graph_count_equals_the_initialised_network():
     stats = graph_stats(net, (1, 1, 96, 96))
     net.initialize()
     net(mx.nd.zeros((1, 1, 96, 96)))
-    assert stats["params"] == count_parameters(net)
+    trainable = [p for p in net.collect_params().values() if p.grad_req != "null"]  # not BN running stats
+    assert stats["params"] == sum(p.data().size for p in trainable)
     lenet = get_model("lenet")
     assert graph_stats(lenet, (1, 1, 28, 28))["params"] == 61_706  # classic LeNet-5 on 28x28
+
+
+def test_manifest_stats_are_read_and_old_manifests_are_recomputed():
+    old = {"model": "vgg11", "input_size": 96, "width_ratio": 8.0, "classes": 10, "in_channels": 1, "files": {}}
+    expected = model_stats("vgg11", 96, width_ratio=8.0)
+    recomputed = model_stats_from_manifest(old)
+    assert recomputed == {"params": expected["params"], "flops_per_image": expected["flops_per_image"],
+                          "gflops": pytest.approx(expected["gflops"]), "source": "recomputed"}
+    # A run dir's own count wins over today's model code (here: a model that has since changed).
+    recorded = dict(old, model_stats={"params": 1234, "flops_per_image": 5_000_000_000})
+    assert model_stats_from_manifest(recorded) == {"params": 1234, "flops_per_image": 5_000_000_000,
+                                                   "gflops": 5.0, "source": "manifest"}
 
 
 def test_too_small_input_is_a_clear_error():

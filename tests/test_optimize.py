@@ -7,18 +7,18 @@ tests; it calibrates on 64 training images and measures on 256 test images to st
 from __future__ import annotations
 
 import shutil
-import sys
+import traceback
 import types
 
 import numpy as np
 import pytest
 
-from vggbench import artifacts, data, optimize
+from vggbench import artifacts, data, metrics, models, optimize
 from vggbench.artifacts import ONNX_VARIANT_FILES
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
-from vggbench.export import onnx_session
 from vggbench.runtimes import BackendUnavailable, load_runtime
+from vggbench.runtimes.ort_runtime import make_session
 
 CALIB_IMAGES = 64
 ACCURACY_LIMIT = 256
@@ -30,15 +30,16 @@ CALIBRATION_KEYS = {"n_images", "split", "seed", "method", "per_channel", "batch
 
 @pytest.fixture(scope="module")
 def optimized(trained_run_dir, data_dir, tmp_path_factory):
-    """A copy of the trained run dir after ``optimize_run_dir`` (all three variants), plus every
-    ``data.load_fashion_mnist`` call made meanwhile: (train flag, calling function)."""
+    """A copy of the trained run dir after ``optimize_run_dir`` (all three variants): the
+    ``train-export --optimize`` pipeline. Also every ``data.load_fashion_mnist`` call made
+    meanwhile: (train flag, the names of the functions on the stack)."""
     run_dir = tmp_path_factory.mktemp("optimize") / trained_run_dir.name
     shutil.copytree(trained_run_dir, run_dir)
     calls = []
     real_load = data.load_fashion_mnist
 
     def spy(data_dir=None, train=True):
-        calls.append((train, sys._getframe(1).f_code.co_name))
+        calls.append((train, {frame.name for frame in traceback.extract_stack()}))
         return real_load(data_dir, train=train)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -102,7 +103,7 @@ def test_fp16_variant_is_for_gpus_but_runs_for_its_accuracy(optimized, data_dir)
         load_runtime("ort-cpu", optimized.run_dir, precision="fp16")
     manifest = artifacts.read_manifest(optimized.run_dir)
     path = artifacts.verify_file(optimized.run_dir, manifest, ONNX_VARIANT_FILES["fp16"])
-    session = onnx_session(path)
+    session = make_session(path)
     assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(float)"
     images, _ = data.load_fashion_mnist(str(data_dir), train=False)
     logits = session.run(None, {session.get_inputs()[0].name: data.preprocess(images[:4], 96)})[0]
@@ -110,10 +111,10 @@ def test_fp16_variant_is_for_gpus_but_runs_for_its_accuracy(optimized, data_dir)
 
 
 def test_calibration_reads_the_training_split_only(optimized):
-    callers_of_test = {caller for train, caller in optimized.calls if not train}
-    calibration_reads = [train for train, caller in optimized.calls if caller == "calibration_batches"]
+    calibration_reads = [train for train, stack in optimized.calls if "calibration_batches" in stack]
     assert calibration_reads == [True]
-    assert callers_of_test == {"evaluation_split"}
+    test_reads = [stack for train, stack in optimized.calls if not train]
+    assert len(test_reads) == 1 and "optimize_run_dir" in test_reads[0]  # the accuracy pass, once
 
 
 def test_calibration_works_with_unreadable_test_files(data_dir, tmp_path):
@@ -127,8 +128,6 @@ def test_calibration_works_with_unreadable_test_files(data_dir, tmp_path):
     train_images, train_labels = data.load_fashion_mnist(str(data_dir), train=True)
     expected, _ = data.subset(train_images, train_labels, 40, seed=3)
     np.testing.assert_array_equal(np.concatenate(batches), data.preprocess(expected, 48))
-    with pytest.raises(VggbenchError, match="gzip"):  # the accuracy pass does need them
-        optimize.evaluation_split(str(tmp_path))
 
 
 def test_a_corrupt_variant_is_refused_by_its_sha256(optimized, tmp_path):
@@ -197,6 +196,7 @@ def test_a_tampered_fp32_model_is_refused_before_any_work(optimized, tmp_path):
     (dict(max_accuracy_drop_points=-1), "threshold"),
     (dict(accuracy_limit=0), "accuracy_limit"),
     (dict(calib_method="kl"), "calibration method"),
+    (dict(seed=-1), "--seed must be in 0.."),
     (dict(opt=False, int8=False, fp16=False), "nothing to do"),
 ])
 def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):
@@ -209,10 +209,27 @@ def test_the_gate_flags_only_drops_beyond_the_threshold():
     reference = np.eye(10, dtype=np.float32)[labels]
     candidate = reference.copy()
     candidate[:2] = np.roll(candidate[:2], 1, axis=1)  # two images now wrong: -2 points
-    measured = optimize.compare_logits(reference, candidate, labels)
-    assert measured["test_accuracy"] == 0.98 and measured["fp32_test_accuracy"] == 1.0
-    assert measured["top1_agreement"] == 0.98 and measured["max_abs_diff"] == 1.0
+    measured = metrics.compare_logits(reference, candidate, labels=labels)
     source = {"file": "model.onnx", "sha256": "0" * 64}
     for threshold, flagged in ((1.0, True), (2.0, False), (2.5, False)):
         entry = optimize._variant_entry("int8", "model.int8.onnx", __file__, measured, threshold, source, 0.0, {})
         assert entry["flagged"] is flagged and entry["accuracy_drop_points"] == pytest.approx(2.0)
+        assert entry["test_accuracy"] == 0.98 and entry["fp32_test_accuracy"] == 1.0 and entry["n_test"] == 100
+        assert entry["top1_agreement"] == 0.98 and entry["max_abs_diff"] == 1.0
+
+
+def test_train_export_then_optimize_leaves_a_whole_run_dir(trained_run_dir, optimized, data_dir):
+    """``train-export --optimize``: what train-export recorded survives optimize's manifest updates,
+    every file still matches, and every CPU precision runs and agrees with the fp32 model."""
+    before, after = artifacts.read_manifest(trained_run_dir), artifacts.verify_all(optimized.run_dir)
+    for key in set(before) - {"files"}:
+        assert after[key] == before[key], key
+    assert set(after["files"]) == set(before["files"]) | {ONNX_VARIANT_FILES[p] for p in optimize.VARIANTS}
+    assert models.model_stats_from_manifest(after)["source"] == "manifest"
+    images, _ = data.load_split(str(data_dir), False, 32, seed=1)
+    x = data.preprocess(images, after["input_size"])
+    with load_runtime("ort-cpu", optimized.run_dir) as fp32:
+        reference = fp32.run(x)
+    for precision in ("opt", "int8"):
+        with load_runtime("ort-cpu", optimized.run_dir, precision=precision) as runtime:
+            assert metrics.compare_logits(reference, runtime.run(x))["top1_agreement"] >= 0.9, precision

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from vggbench import runtimes
 from vggbench.errors import VggbenchError
-from vggbench.runtimes import BackendUnavailable, load_runtime, unavailable_reason
+from vggbench.runtimes import BackendUnavailable, load_runtime, ort_runtime, unavailable_reason
 
 CPU_BACKENDS = ("mxnet", "mxnet-hybrid", "ort-cpu")
 
@@ -43,15 +44,18 @@ def test_runners_agree_on_outputs(cpu_logits, backend):
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_compute_only_path_runs_and_matches(untrained_run_dir, test_batch, cpu_logits, backend):
+def test_compute_only_path_computes_what_run_computes(untrained_run_dir, test_batch, cpu_logits, backend):
     with load_runtime(backend, untrained_run_dir) as runtime:
         runtime.stage(test_batch)
         assert runtime.run_staged() is None  # output stays on the device
-        runtime.run_staged()
-        if hasattr(runtime, "staged_output"):
-            np.testing.assert_allclose(runtime.staged_output(), cpu_logits[backend], atol=1e-5)
+        first = runtime.staged_output()
+        runtime.run_staged()  # again on the same staged input: same result
+        np.testing.assert_allclose(runtime.staged_output(), first, rtol=0, atol=1e-6)
+        scale = max(1.0, float(np.abs(cpu_logits[backend]).max()))
+        np.testing.assert_allclose(first, cpu_logits[backend], rtol=0, atol=1e-5 * scale)
+        assert (first.argmax(1) == cpu_logits[backend].argmax(1)).all()
         # end-to-end still works after staging, with another batch size
-        assert runtime.run(test_batch[:3]).shape == (3, 10)
+        np.testing.assert_allclose(runtime.run(test_batch[:3]), cpu_logits[backend][:3], rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -96,3 +100,55 @@ def test_missing_variant_and_tampered_file_are_refused(untrained_run_dir, tmp_pa
         handle.write(b"\0")
     with pytest.raises(VggbenchError, match="does not match the manifest"):
         load_runtime("ort-cpu", copy)
+
+
+# --- the one ONNX Runtime session factory --------------------------------------------------------
+
+def test_make_session_takes_a_path_bytes_or_a_model_and_they_agree(untrained_run_dir, test_batch):
+    import onnx
+
+    path = untrained_run_dir / "model.onnx"
+    outputs = []
+    for model in (path, str(path), path.read_bytes(), onnx.load(str(path))):
+        predict = ort_runtime.session_predictor(ort_runtime.make_session(model))
+        outputs.append(predict(test_batch))
+    for logits in outputs[1:]:
+        np.testing.assert_array_equal(logits, outputs[0])
+    assert outputs[0].shape == (12, 10)
+
+
+def test_make_session_applies_its_options(untrained_run_dir, tmp_path):
+    path = untrained_run_dir / "model.onnx"
+    one = ort_runtime.make_session(path, threads=1, graph_optimization="basic")
+    assert one.get_session_options().intra_op_num_threads == 1
+    assert one.get_session_options().graph_optimization_level.name == "ORT_ENABLE_BASIC"
+    assert ort_runtime.make_session(path).get_session_options().intra_op_num_threads == 0  # ORT decides
+    optimized = tmp_path / "model.opt.onnx"
+    ort_runtime.make_session(path, optimized_model_path=optimized)
+    assert optimized.stat().st_size > 0
+    with pytest.raises(VggbenchError, match="unknown graph optimization 'max'"):
+        ort_runtime.make_session(path, graph_optimization="max")
+    with pytest.raises(VggbenchError, match="unknown ONNX Runtime backend 'ort-rocm'"):
+        ort_runtime.make_session(path, backend="ort-rocm")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="this onnxruntime has CUDA: nothing falls back")
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available")
+def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(untrained_run_dir):
+    """Asking this CPU-only onnxruntime for CUDA: ORT quietly runs on the CPU; the factory refuses."""
+    with pytest.raises(BackendUnavailable, match="fell back to CPUExecutionProvider instead of CUDAExecutionProvider"):
+        ort_runtime.make_session(untrained_run_dir / "model.onnx", backend="ort-cuda",
+                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_provider_options_for_each_backend():
+    assert ort_runtime.provider_options("ort-cpu") == ["CPUExecutionProvider"]
+    cuda = ort_runtime.provider_options("ort-cuda", device_id=1, gpu_mem_limit=2 ** 30)
+    assert cuda == [("CUDAExecutionProvider", {"device_id": 1, "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                               "cudnn_conv_use_max_workspace": "1", "gpu_mem_limit": 2 ** 30})]
+    trt = ort_runtime.provider_options("ort-trt", trt_fp16=True)
+    assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert trt[0][1]["trt_fp16_enable"] is True
+    with pytest.raises(BackendUnavailable, match="cudnn_conv_algo_search 'FAST'"):
+        ort_runtime.provider_options("ort-cuda", cudnn_conv_algo_search="FAST")

@@ -1,4 +1,5 @@
-"""vggbench train-export: a real tiny training run, resume, the manifest, and clear user errors.
+"""vggbench train-export: a real tiny training run, resume, the manifest, the recipe, several
+devices, and clear user errors.
 
 The expensive part (train 2 epochs with an interruption + resume, export, parity) happens once in
 the session fixture ``trained_run`` (tests/conftest.py); the error tests fail before any training.
@@ -8,15 +9,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import shutil
 from pathlib import Path
 
-import mxnet as mx
+import numpy as np
 import pytest
+from helpers import TINY_RECIPE, TINY_RUN_NAME
 
-from vggbench import VggbenchError, artifacts, export, train
-from vggbench.cli import build_parser, main
+from vggbench import VggbenchError, artifacts, data, export, train
+from vggbench._mxnet import import_mxnet
+from vggbench.cli import main
 from vggbench.data import ALL_FILES
+
+mx = import_mxnet()
 
 CHANCE = 0.1
 
@@ -77,6 +83,28 @@ def test_manifest_records_the_run_and_its_sha256s_match_the_files(trained_run):
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
+@pytest.mark.slow
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(trained_run, data_dir, tmp_path):
+    """The session's run was interrupted in epoch 2 and resumed in a new call; train the same
+    recipe straight through and compare the exported weights and the history."""
+    straight = train.train_export(data_dir=str(data_dir), out=str(tmp_path), progress=False, log=lambda line: None,
+                                  **TINY_RECIPE)
+    resumed = trained_run.run_dir
+    weights = [mx.nd.load(str(run_dir / export.PARAMS_FILE)) for run_dir in (straight, resumed)]
+    assert len(weights[0]) == len(weights[1]) > 0
+    for (name_a, a), (name_b, b) in zip(*(w.items() for w in weights)):  # names carry per-process counters
+        assert name_a.rsplit("_", 1)[-1] == name_b.rsplit("_", 1)[-1] and a.shape == b.shape
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name_a)
+    histories = [json.loads((run_dir / train.HISTORY_FILE).read_text()) for run_dir in (straight, resumed)]
+    assert len(histories[0]["epochs"]) == len(histories[1]["epochs"]) == 2
+    for row_a, row_b in zip(histories[0]["epochs"], histories[1]["epochs"]):
+        for key in ("epoch", "train_images", "test_images", "train_accuracy", "test_accuracy"):
+            assert row_a[key] == row_b[key], key
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-5)
+    assert [s["loss"] for s in histories[0]["steps"]] == pytest.approx([s["loss"] for s in histories[1]["steps"]],
+                                                                       rel=1e-5)
+
+
 def test_training_curves_are_a_png(trained_run):
     assert (trained_run.run_dir / train.CURVES_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -94,7 +122,8 @@ def test_a_finished_run_is_not_overwritten_without_force(trained_run, data_dir):
 def test_resume_refuses_a_different_recipe(trained_run, data_dir, change, flag):
     recipe = {**trained_run.recipe, **change}
     with pytest.raises(VggbenchError, match=flag):
-        train.train_export(data_dir=str(data_dir), out=str(trained_run.run_dir.parent), resume=True, **recipe)
+        train.train_export(data_dir=str(data_dir), out=str(trained_run.run_dir.parent), name=trained_run.run_dir.name,
+                           resume=True, **recipe)
     artifacts.verify_all(trained_run.run_dir)
 
 
@@ -121,7 +150,7 @@ def test_unknown_model_is_one_clear_line_and_no_run_dir(tmp_path, capsys):
 
 def test_missing_data_is_a_clear_error_and_no_run_dir(tmp_path):
     empty, out = tmp_path / "no-data", tmp_path / "runs"
-    with pytest.raises(VggbenchError, match="missing.*--data-dir"):
+    with pytest.raises(VggbenchError, match=r"--data-dir .*(missing|does not exist)"):
         train.train_export("vgg11", width_ratio=32, epochs=1, data_dir=str(empty), out=str(out))
     assert not out.exists()
 
@@ -171,6 +200,9 @@ def test_a_diverging_loss_stops_the_run_with_a_clear_message(tmp_path, data_dir)
     ({"lr": float("nan")}, "--lr"),
     ({"seed": -1}, "--seed"),
     ({"ctx": "tpu"}, "--ctx"),
+    ({"optimizer": "adamw"}, "unknown optimizer 'adamw'.*sgd, adam"),
+    ({"init": "zeros"}, "unknown init 'zeros'.*xavier"),
+    ({"loss": "hinge"}, "unknown loss 'hinge'.*softmax_cross_entropy"),
 ])
 def test_bad_arguments_are_clear_errors_and_no_run_dir(tmp_path, data_dir, kwargs, message):
     with pytest.raises(VggbenchError, match=message):
@@ -207,15 +239,86 @@ def test_ctx_errors(spec, gpus, message):
         train.resolve_contexts(spec, num_gpus=gpus)
 
 
-def test_the_recipe_defaults_follow_the_lesson():
-    recipe = train.Recipe("vgg11")
-    assert (recipe.optimizer, recipe.lr, recipe.batch_size, recipe.init, recipe.input_size, recipe.loss) == \
-        ("sgd", 0.05, 64, "xavier", 96, "softmax_cross_entropy")
-    args = build_parser().parse_args(["train-export", "vgg11"])
-    assert (args.lr, args.batch_size, args.size, args.ctx, args.out) == (0.05, 64, 96, "auto", "runs")
+def _lenet_batch(data_dir, batch_size: int = 16):
+    images, labels = data.load_split(str(data_dir), True, batch_size, seed=0)
+    return [(mx.nd.array(data.preprocess(images, 32)), mx.nd.array(labels))]
 
 
-def test_export_constants_name_the_run_files():
-    assert set(train.RUN_FILES) == {"model.onnx", "model-symbol.json", "model-0000.params", "history.json",
-                                    "training.png"}
-    assert export.ONNX_FILE in train.RUN_FILES
+def test_a_batch_split_over_two_contexts_gives_the_single_context_update(data_dir):
+    """cpu(0) + cpu(1): each gets half the batch, gradients are summed, the update is one device's.
+
+    LeNet has neither dropout nor batch norm, whose per-device randomness/statistics would differ.
+    """
+    recipe = train.Recipe("lenet", input_size=32, batch_size=16, lr=0.5, seed=3)
+    batch = _lenet_batch(data_dir)
+    before, after, stats = {}, {}, {}
+    for contexts in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        key = len(contexts)
+        net = train.build_network(recipe, contexts)
+        params = list(net.collect_params().values())
+        before[key] = [p.data(contexts[0]).asnumpy() for p in params]
+        stats[key] = train.train_epoch(net, train.build_trainer(net, recipe), recipe.make_loss(), batch, contexts,
+                                       1, 1, recipe.lr, progress=False)
+        after[key] = [[p.data(ctx).asnumpy() for ctx in contexts] for p in params]
+    for start_one, start_two in zip(before[1], before[2]):
+        np.testing.assert_array_equal(start_one, start_two)  # same seed, same initial weights
+    moved = 0
+    for start, (one,), (two_on_cpu0, two_on_cpu1) in zip(before[1], after[1], after[2]):
+        np.testing.assert_array_equal(two_on_cpu0, two_on_cpu1)  # the devices stay in sync
+        np.testing.assert_allclose(two_on_cpu0, one, rtol=1e-5, atol=1e-6)
+        moved += not np.allclose(one, start)
+    assert moved == len(before[1])  # every parameter was updated
+    assert stats[2]["train_loss"] == pytest.approx(stats[1]["train_loss"], rel=1e-5)
+    assert stats[2]["train_images"] == stats[1]["train_images"] == 16
+
+
+def _one_step(recipe: "train.Recipe"):
+    """One real step of ``build_trainer`` on a Dense layer: weight before, its gradient, weight after."""
+    autograd, gluon = mx.autograd, mx.gluon
+
+    layer = gluon.nn.Dense(3, in_units=4)
+    layer.initialize(mx.init.Uniform(0.5))
+    trainer = train.build_trainer(layer, recipe)
+    x = mx.nd.array(np.arange(8, dtype=np.float32).reshape(2, 4) / 8)
+    with autograd.record():
+        loss = recipe.make_loss()(layer(x), mx.nd.array([0, 2]))
+    loss.backward()
+    before, grad = layer.weight.data().asnumpy(), layer.weight.grad().asnumpy()
+    trainer.step(2)
+    return before, grad, layer.weight.data().asnumpy()
+
+
+def test_the_recipe_builds_the_optimizer_it_names():
+    before, grad, after = _one_step(train.Recipe("vgg11", lr=0.1, optimizer="sgd"))
+    np.testing.assert_allclose(after, before - 0.1 * grad / 2, rtol=1e-5, atol=1e-7)  # plain SGD, mean over 2
+    before, grad, after = _one_step(train.Recipe("vgg11", lr=0.1, optimizer="adam"))
+    np.testing.assert_allclose(after, before - 0.1 * np.sign(grad), rtol=1e-3, atol=1e-5)  # Adam's first step
+
+
+def test_the_recipe_initializes_with_the_initializer_it_names():
+    fan = 4096  # the head's second Dense layer, 4096 x 4096: (fan_in + fan_out) / 2
+    weights = {}
+    for init in train.INITIALIZERS:
+        net = train.build_network(train.Recipe("vgg11", width_ratio=32, init=init), [mx.cpu()])
+        dense = [p for p in net.collect_params().values() if len(p.shape) == 2 and p.shape[1] == fan][0]
+        weights[init] = dense.data().asnumpy()
+    xavier, msra = weights["xavier"], weights["msra"]
+    assert np.abs(xavier).max() <= math.sqrt(3 / fan)  # Glorot uniform: bounded
+    assert xavier.std() == pytest.approx(math.sqrt(1 / fan), rel=0.02)
+    assert msra.std() == pytest.approx(math.sqrt(2 / (1 + 0.25 ** 2) / fan), rel=0.02)  # He, PReLU slope 0.25
+    assert np.abs(msra).max() > math.sqrt(3 / fan)  # Gaussian tails
+
+
+def test_the_recipe_builds_the_loss_it_names():
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], dtype=np.float32)
+    labels = np.array([0, 2])
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    loss = train.Recipe("vgg11").make_loss()(mx.nd.array(logits), mx.nd.array(labels)).asnumpy()
+    np.testing.assert_allclose(loss, -log_softmax[np.arange(2), labels], rtol=1e-4)
+
+
+def test_run_names_carry_the_width_ratio_unless_it_is_one(trained_run):
+    assert trained_run.run_dir.name == TINY_RUN_NAME == "vgg11_bn-w32-96"
+    assert artifacts.default_run_name("vgg11", 96) == artifacts.default_run_name("vgg11", 96, 1.0) == "vgg11-96"
+    assert artifacts.default_run_name("vgg11", 224, 8) == "vgg11-w8-224"
+    assert artifacts.default_run_name("vgg11", 96, 2.5) == "vgg11-w2.5-96"

@@ -1,26 +1,35 @@
-"""Command line: argument parsing only; each subcommand calls one function of the library.
+"""Command line: argument parsing, dispatch and printing; nothing else.
 
-User errors (:class:`VggbenchError`) print one line and exit 1; bugs keep their traceback.
+Each subcommand calls one library function (a stage or :mod:`vggbench.pipeline`) and prints what
+it returns (rendered by :mod:`vggbench.report`); progress and messages go to stderr through the
+``vggbench`` logger and tqdm, results to stdout. Exit codes (:mod:`vggbench.errors`): 0 all
+requested work ok; 1 user error or refused artifact (before any measuring); 3 some rows failed
+while measuring (results still written, failed rows marked); 130 Ctrl-C; 143 SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import List, Optional
 
 from vggbench import __version__
-from vggbench.errors import VggbenchError
+from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
+
+log = logging.getLogger("vggbench")
 
 
 def _number(kind, minimum, below=None, strict=False):
-    """An argparse type: ``kind`` (int/float) >= ``minimum`` (> with ``strict``), < ``below``."""
+    """An argparse type: a finite ``kind`` (int/float) >= ``minimum`` (> with ``strict``), < ``below``."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if (value <= minimum if strict else not value >= minimum) or (below is not None and value >= below):
             bound = f"> {minimum}" if strict else f">= {minimum}"
             raise argparse.ArgumentTypeError(f"expected a number {bound}"
@@ -43,6 +52,16 @@ def _input_size(text: str) -> int:
     return value
 
 
+def _threads_flag(p) -> None:
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads for MXNet (OMP_NUM_THREADS, set before mxnet is imported) and ONNX Runtime "
+                        "(default: $OMP_NUM_THREADS, else the physical cores)")
+
+
+def _data_dir_flag(p) -> None:
+    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+
+
 # --- vggbench models -------------------------------------------------------------------------------
 
 def _add_models(sub) -> None:
@@ -55,15 +74,24 @@ def _add_models(sub) -> None:
     p.set_defaults(func=_run_models)
 
 
-def _run_models(args) -> None:
+def _run_models(args) -> int:
+    import json
+
+    from vggbench.artifacts import write_json_atomic
+    from vggbench.pipeline import zoo_rows
     from vggbench.report import models_table
 
-    models_table(sizes=args.sizes, width_ratio=args.width_ratio, classes=args.classes,
-                 in_channels=args.in_channels, json_path=args.json)
+    rows = zoo_rows(args.sizes, args.width_ratio, args.classes, args.in_channels)
+    if args.json == "-":
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    print(models_table(rows, args.sizes))
+    if args.json:
+        write_json_atomic(args.json, rows)
+    return EXIT_OK
 
 
 # --- vggbench train-export -------------------------------------------------------------------------
-# (owned by the train-export work)
 
 def _add_train_export(sub) -> None:
     p = sub.add_parser(
@@ -79,14 +107,15 @@ def _add_train_export(sub) -> None:
     p.add_argument("--width-ratio", type=_positive_float, default=1.0,
                    help="divide conv channels by this (default 1 = full width; 8 for a quick CPU run)")
     p.add_argument("--ctx", default="auto", metavar="auto|cpu|gpu|gpu:0,gpu:1",
-                   help="devices to train on (default auto: a GPU if MXNet sees one, else CPU)")
+                   help="devices to train on (default auto: a GPU if MXNet can use one, else CPU)")
     p.add_argument("--train-limit", type=_positive_int, metavar="N", help="train on a fixed random N images")
     p.add_argument("--test-limit", type=_positive_int, metavar="N", help="evaluate on a fixed random N test images")
     p.add_argument("--parity-images", type=_positive_int, default=256, metavar="N",
                    help="test images for the MXNet vs ONNX Runtime parity gate (default 256)")
-    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+    _data_dir_flag(p)
+    _threads_flag(p)
     p.add_argument("--out", default="runs", help="parent folder of run dirs (default runs)")
-    p.add_argument("--name", help="run dir name (default MODEL-SIZE)")
+    p.add_argument("--name", help="run dir name (default MODEL-SIZE, or MODEL-wR-SIZE when the width ratio is not 1)")
     p.add_argument("--seed", type=_seed, default=0, help="seed for init, shuffling, dropout and subsets (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run dir's last checkpoint")
     p.add_argument("--force", action="store_true", help="start over even if the run dir holds a run")
@@ -96,55 +125,60 @@ def _add_train_export(sub) -> None:
     p.set_defaults(func=_run_train_export)
 
 
-def _run_train_export(args) -> None:
-    from vggbench.train import train_export
+def _run_train_export(args) -> int:
+    from vggbench.pipeline import train_export_and_optimize
 
-    run_dir = train_export(
-        args.model, input_size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit, test_limit=args.test_limit,
-        data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed, resume=args.resume,
-        force=args.force, parity_images=args.parity_images, progress=not args.no_progress)
-    if args.optimize:
-        from vggbench.optimize import optimize_run_dir
-
-        optimize_run_dir(run_dir, int8=True, fp16=True, data_dir=args.data_dir, progress=not args.no_progress)
+    run_dir = train_export_and_optimize(
+        args.model, optimize=args.optimize, input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit,
+        test_limit=args.test_limit, data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed,
+        resume=args.resume, force=args.force, parity_images=args.parity_images, progress=not args.no_progress,
+        threads=args.threads)
     print(run_dir)
+    return EXIT_OK
 
 
 # --- vggbench bench / compare ----------------------------------------------------------------------
-# (owned by the bench/compare work)
 
 def _bench_flags(p, backends_help: str) -> None:
     """Flags shared by `bench` and `compare` (everything that decides how rows are measured)."""
-    from vggbench.bench import (DEFAULT_BATCH_SIZES, DEFAULT_MODES, DEFAULT_PEAK_SIZE, DEFAULT_TIMEOUT_S,
-                                DEFAULT_WARMUP, MODES, TARGETS)
-    from vggbench.artifacts import ONNX_VARIANT_FILES
+    from vggbench.backends import BACKENDS, PRECISIONS
+    from vggbench.bench import DEFAULT_BATCH_SIZES, DEFAULT_MODES, DEFAULT_WARMUP
+    from vggbench.results import MODES
+    from vggbench.stats import CPU_ROUNDS, GPU_ROUNDS
+    from vggbench.worker import DEFAULT_TIMEOUT_S
 
-    p.add_argument("--backends", nargs="+", choices=list(TARGETS), metavar="BACKEND",
-                   help=f"{backends_help}; from: {', '.join(TARGETS)}")
+    p.add_argument("--backends", nargs="+", choices=list(BACKENDS), metavar="BACKEND",
+                   help=f"{backends_help}; from: {', '.join(BACKENDS)}")
     p.add_argument("--batch-sizes", type=_positive_int, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="N",
                    help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))})")
-    p.add_argument("--precisions", nargs="+", choices=list(ONNX_VARIANT_FILES), metavar="P",
-                   help="precisions (default: fp32 everywhere plus the run dir's variants meant for each "
-                        "backend: opt/int8 on ort-cpu, fp16 on ort-cuda/ort-trt)")
+    p.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), metavar="P",
+                   help=f"from {', '.join(PRECISIONS)} (default: each backend's own that the run dir holds: "
+                        "fp32/opt/int8 on ort-cpu, fp32/fp16 on ort-cuda/ort-trt, fp32 on MXNet)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(DEFAULT_MODES),
                    help="end-to-end (host numpy in/out) and/or compute-only (input pre-staged on device); default both")
     p.add_argument("--warmup", type=_nonnegative_int, default=DEFAULT_WARMUP, metavar="N",
-                   help=f"untimed calls before timing (default {DEFAULT_WARMUP})")
-    timing = p.add_mutually_exclusive_group()
-    timing.add_argument("--iters", type=_positive_int, metavar="N", help="exactly N timed calls per row")
-    timing.add_argument("--duration", type=_positive_float, metavar="S",
-                        help="timed calls until at least S seconds per row (default: >= 5 calls and >= 0.5 s)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="CPU threads for every backend: OMP_NUM_THREADS for MXNet, intra_op_num_threads for "
-                        "ONNX Runtime (default: $OMP_NUM_THREADS, else the physical cores)")
+                   help=f"untimed calls per row before its first round; they also size the rounds (default {DEFAULT_WARMUP})")
+    p.add_argument("--rounds", type=_positive_int, metavar="N",
+                   help="exactly N interleaved rounds per row instead of rounds until the CI target")
+    p.add_argument("--iters", type=_positive_int, metavar="N", help="exactly N calls per round (default: sized by time)")
+    p.add_argument("--target-ci", type=_positive_float, metavar="PCT",
+                   help=f"stop a row when its 95%% CI is within +-PCT%% of its median (default {CPU_ROUNDS.target_ci_pct:g})")
+    p.add_argument("--max-seconds", type=_positive_float, metavar="S",
+                   help=f"per-row budget of its own rounds; a row over it is marked noisy (default "
+                        f"{CPU_ROUNDS.max_seconds:g} CPU, {GPU_ROUNDS.max_seconds:g} GPU)")
+    p.add_argument("--round-seconds", type=_positive_float, metavar="S",
+                   help=f"round length (default {CPU_ROUNDS.round_min_s:g} CPU, {GPU_ROUNDS.round_min_s:g} GPU)")
+    _threads_flag(p)
     p.add_argument("--accuracy-limit", type=_nonnegative_int, metavar="N",
                    help="accuracy on a fixed random N test images (default all 10000; 0 skips the pass)")
-    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
-    p.add_argument("--peak-size", type=_positive_int, default=DEFAULT_PEAK_SIZE, metavar="N",
-                   help=f"side of the square fp32 matmul that measures the attainable peak (default {DEFAULT_PEAK_SIZE})")
+    _data_dir_flag(p)
+    p.add_argument("--peak-sizes", type=_positive_int, nargs="+", metavar="N",
+                   help="sides of the square GEMMs whose best is the attainable peak (default 1024 2048 3072 on "
+                        "a CPU, 4096 8192 on a GPU)")
     p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help=f"kill a backend's worker after S seconds and report an error row (default {DEFAULT_TIMEOUT_S:g})")
+                   help=f"kill a backend's worker when one step takes S seconds; its rows become errors "
+                        f"(default {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--gpu", type=_nonnegative_int, default=0, metavar="N", help="GPU index for GPU backends (default 0)")
     p.add_argument("--graph-optimization", choices=("all", "basic", "none"), default="all",
                    help="ONNX Runtime graph optimisation level (default all)")
@@ -159,8 +193,10 @@ def _bench_flags(p, backends_help: str) -> None:
 def _bench_kwargs(args) -> dict:
     return dict(
         batch_sizes=args.batch_sizes, precisions=args.precisions, modes=args.modes, warmup=args.warmup,
-        iters=args.iters, duration_s=args.duration, threads=args.threads, accuracy_limit=args.accuracy_limit,
-        data_dir=args.data_dir, peak_size=args.peak_size, timeout_s=args.timeout, gpu=args.gpu,
+        rounds=args.rounds, iters=args.iters, target_ci_pct=args.target_ci, max_seconds=args.max_seconds,
+        round_s=args.round_seconds, threads=args.threads, accuracy_limit=args.accuracy_limit,
+        data_dir=args.data_dir, peak_sizes=args.peak_sizes, timeout_s=args.timeout, gpu=args.gpu,
+        log=log.info,
         runtime_options={"graph_optimization": args.graph_optimization,
                          "cudnn_conv_algo_search": args.cudnn_conv_algo_search,
                          "cudnn_conv_use_max_workspace": not args.no_cudnn_max_workspace,
@@ -169,27 +205,43 @@ def _bench_kwargs(args) -> dict:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser(
-        "bench", help="time one exported model on every backend: throughput, latency, GFLOP/s, accuracy",
-        description="Benchmark RUN_DIR on each backend in its own worker process: warm-up, then timed calls; "
-                    "images/s, latency p50/p90/p99, GFLOP/s and percent of a matmul peak measured in the same run, "
-                    "top-1 accuracy on the real test set. Unavailable backends are rows in the default sweep.")
+        "bench", help="time one exported model on every backend: throughput with 95% CI, latency, accuracy",
+        description="Benchmark RUN_DIR on each backend in its own worker process: warm-up, then interleaved timed "
+                    "rounds until each row's median is known to +-2% (95% CI); images/s, latency p50/p90/p99, "
+                    "GFLOP/s and percent of a GEMM peak measured in the same run, top-1 accuracy on the real test "
+                    "set. Unavailable backends are rows in the default sweep. Exit 3 when a row failed.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by `vggbench train-export`")
     _bench_flags(p, "backends to run (default: all; unavailable ones show as rows). Naming an unavailable "
                     "backend here is an error")
     p.set_defaults(func=_run_bench)
 
 
-def _run_bench(args) -> None:
-    from vggbench.bench import bench
+def _print_and_write(results, args, pivot: bool) -> int:
+    from vggbench.pipeline import write_outputs
+    from vggbench.report import render_results
+    from vggbench.results import exit_code
 
-    bench(args.run_dir, json_path=args.json, backends=args.backends, **_bench_kwargs(args))
+    print(render_results(results, pivot=pivot))
+    for line in write_outputs(results, args.json, getattr(args, "csv", None), getattr(args, "markdown", None),
+                              getattr(args, "plot", None)):
+        print(line)
+    return exit_code(results["rows"])
+
+
+def _run_bench(args) -> int:
+    from vggbench.bench import sweep
+    from vggbench.pipeline import check_outputs
+
+    check_outputs([args.json])
+    results = sweep([args.run_dir], backends=args.backends, **_bench_kwargs(args))
+    return _print_and_write(results, args, pivot=False)
 
 
 def _add_compare(sub) -> None:
     p = sub.add_parser(
         "compare", help="one side-by-side table across models, sizes and backends (or from saved results)",
         description="Benchmark run dirs (default: all in --runs-dir) and print one table with speedup vs "
-                    "mxnet-hybrid; --from rebuilds the tables from saved results JSON files.")
+                    "mxnet-hybrid and its 95%% CI; --from rebuilds the tables from saved results JSON files.")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs (default: every run dir in --runs-dir)")
     p.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (missing runs: see --train)")
     p.add_argument("--sizes", nargs="+", type=_input_size, metavar="SIZE",
@@ -203,23 +255,26 @@ def _add_compare(sub) -> None:
                    help="rebuild the tables from saved results instead of measuring")
     p.add_argument("--csv", metavar="FILE", help="write every row as CSV")
     p.add_argument("--markdown", metavar="FILE", help="write the tables and notes as Markdown")
-    p.add_argument("--plot", metavar="FILE.png", help="plot throughput vs batch size, one panel per input size")
+    p.add_argument("--plot", metavar="FILE.png", help="plot throughput vs batch size with 95%% CI error bars")
     _bench_flags(p, "backends to run or show (default: all; unavailable ones show as rows)")
     p.set_defaults(func=_run_compare)
 
 
-def _run_compare(args) -> None:
-    from vggbench.report import compare
+def _run_compare(args) -> int:
+    from vggbench.pipeline import check_outputs, compare
 
-    compare(args.run_dirs, models=args.models, sizes=args.sizes, backends=args.backends, runs_dir=args.runs_dir,
-            width_ratio=args.width_ratio, train=args.train,
-            train_options={"epochs": args.epochs, "data_dir": args.data_dir} if args.epochs else
-            {"data_dir": args.data_dir},
-            from_files=args.from_files, json_path=args.json, csv_path=args.csv, markdown_path=args.markdown,
-            plot_path=args.plot, **_bench_kwargs(args))
+    check_outputs([args.json, args.csv, args.markdown, args.plot])
+    train_options = {"data_dir": args.data_dir, "threads": args.threads}
+    if args.epochs:
+        train_options["epochs"] = args.epochs
+    bench_options = _bench_kwargs(args)
+    results = compare(args.run_dirs, models=args.models, sizes=args.sizes, backends=args.backends,
+                      runs_dir=args.runs_dir, width_ratio=args.width_ratio, train=args.train,
+                      train_options=train_options, from_files=args.from_files, say=print, **bench_options)
+    return _print_and_write(results, args, pivot=True)
+
 
 # --- vggbench optimize -----------------------------------------------------------------------------
-# (owned by the deployment-variants work)
 
 def _add_optimize(sub) -> None:
     from vggbench.optimize import (CALIBRATION_METHODS, DEFAULT_CALIB_IMAGES, DEFAULT_CALIB_METHOD,
@@ -246,24 +301,26 @@ def _add_optimize(sub) -> None:
                                           f"fp32 (default {DEFAULT_MAX_ACCURACY_DROP_POINTS:g})")
     p.add_argument("--accuracy-limit", type=_positive_int, metavar="N",
                    help="measure accuracy on a fixed random N test images (default: all 10,000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and test subsets (default 0)")
-    p.add_argument("--data-dir", help="Fashion-MNIST folder (default: $VGGBENCH_DATA, else ~/.cache/vggbench)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the calibration and test subsets (default 0)")
+    _data_dir_flag(p)
+    _threads_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
     p.set_defaults(func=_run_optimize)
 
 
-def _run_optimize(args) -> None:
+def _run_optimize(args) -> int:
     from vggbench.optimize import optimize_run_dir, variants_table
 
     both = not (args.int8 or args.fp16)
     variants = optimize_run_dir(
         args.run_dir, int8=args.int8 or both, fp16=args.fp16 or both, calib_images=args.calib_images,
         calib_method=args.calib_method, data_dir=args.data_dir, max_accuracy_drop_points=args.max_accuracy_drop,
-        seed=args.seed, accuracy_limit=args.accuracy_limit, progress=not args.no_progress)
+        seed=args.seed, accuracy_limit=args.accuracy_limit, progress=not args.no_progress, threads=args.threads)
     print(variants_table(variants))
+    return EXIT_OK
+
 
 # --- vggbench bench-table --------------------------------------------------------------------------
-# (owned by the CI benchmarks work)
 
 def _add_bench_table(sub) -> None:
     p = sub.add_parser(
@@ -278,17 +335,20 @@ def _add_bench_table(sub) -> None:
     p.set_defaults(func=_run_bench_table)
 
 
-def _run_bench_table(args) -> None:
+def _run_bench_table(args) -> int:
     from vggbench.pytest_bench import bench_table
 
     bench_table(args.files, json_path=args.json, tablefmt=args.tablefmt)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``vggbench`` argument parser with every subcommand (the ``_add_*`` functions)."""
     parser = argparse.ArgumentParser(
         prog="vggbench",
         description="Train, export and benchmark the VGG family (Gluon -> ONNX) on MXNet and ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"vggbench {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors (no progress lines)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in [value for key, value in sorted(globals().items()) if key.startswith("_add_")]:
@@ -297,16 +357,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one ``vggbench`` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    previous = install_sigterm_handler()
     try:
-        args.func(args)
-    except VggbenchError as err:
-        print(f"vggbench {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"vggbench {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return args.func(args) or EXIT_OK
+    except (VggbenchError, KeyboardInterrupt) as err:
+        if isinstance(err, VggbenchError):
+            print(f"vggbench {args.command}: error: {err}", file=sys.stderr)
+        else:
+            print(f"vggbench {args.command}: {'terminated' if exit_code_for(err) == 143 else 'interrupted'}",
+                  file=sys.stderr)
+        return exit_code_for(err)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,27 @@ originals it would try to download again; we use it only to download when files 
 the machine is online.
 
 Data dir resolution: ``--data-dir`` flag > ``VGGBENCH_DATA`` env var > the default cache dir.
+Only the default cache dir is ever created (for the download): a mistyped ``--data-dir`` is an
+error, not a new empty folder.
+
+Reads are bounded: the gzip stream is decompressed incrementally and never past what the IDX
+header implies plus one byte (and never past :data:`MAX_IDX_DATA_BYTES`), so a gzip bomb or a
+lying header fails fast with bounded memory.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vggbench._mxnet import import_mxnet
 from vggbench.errors import VggbenchError
 
 DATA_ENV_VAR = "VGGBENCH_DATA"
@@ -31,6 +39,10 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+# The largest IDX payload read (Fashion-MNIST's training images are 47,040,000 bytes).
+MAX_IDX_DATA_BYTES = 256 << 20
+READ_CHUNK_BYTES = 1 << 20
 
 
 def default_data_dir() -> Path:
@@ -49,18 +61,41 @@ def missing_files(data_dir: Path) -> list:
 
 
 def ensure_data(data_dir: Optional[str] = None, download: bool = True) -> Path:
-    """Return a data dir holding the four files, downloading them with Gluon when possible."""
+    """Return a data dir holding the four files, downloading them with Gluon when possible.
+
+    Parameters:
+        data_dir: ``--data-dir``; None means ``$VGGBENCH_DATA``, else :func:`default_data_dir`.
+            A folder named by the flag or the variable must exist: it is never created (a typo
+            would otherwise become an empty folder and a download attempt). Only the default
+            cache dir is created, to download into.
+        download: try Gluon's download when files are missing (fails quietly offline).
+
+    Raises a one-line VggbenchError naming each missing file once.
+    """
     path = resolve_data_dir(data_dir)
+    source = "--data-dir" if data_dir else DATA_ENV_VAR if os.environ.get(DATA_ENV_VAR) else None
+    if source and not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise VggbenchError(f"{source} {path} {what}; point it at the folder holding {', '.join(ALL_FILES)} "
+                            f"(or unset it to download Fashion-MNIST into {default_data_dir()})")
     missing = missing_files(path)
     if missing and download:
         _download_with_gluon(path)
         missing = missing_files(path)
     if missing:
-        raise VggbenchError(
-            f"Fashion-MNIST files missing in {path}: {', '.join(missing)} "
-            f"(need {', '.join(ALL_FILES)}); put them there, or point --data-dir or "
-            f"{DATA_ENV_VAR} at a folder that has them")
+        raise VggbenchError(missing_files_message(path, missing))
     return path
+
+
+def missing_files_message(path: Path, missing: Sequence[str]) -> str:
+    """One line naming each missing file once (all four, or which of them)."""
+    if len(missing) == len(ALL_FILES):
+        found = f"none of the Fashion-MNIST files are in {path} (need {', '.join(missing)})"
+    else:
+        found = (f"Fashion-MNIST files missing in {path}: {', '.join(missing)} "
+                 f"({len(ALL_FILES) - len(missing)} of the {len(ALL_FILES)} are there)")
+    return (f"{found}; put them there, or point --data-dir or {DATA_ENV_VAR} at a folder that has them "
+            f"(online, leaving both unset downloads them)")
 
 
 def _download_with_gluon(path: Path) -> None:
@@ -70,45 +105,110 @@ def _download_with_gluon(path: Path) -> None:
     files in one line.
     """
     try:
-        from mxnet.gluon.data.vision import FashionMNIST
+        FashionMNIST = import_mxnet().gluon.data.vision.FashionMNIST
 
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():  # only the default cache dir gets here without existing
+            path.mkdir(parents=True, exist_ok=True)
         for train in (True, False):
             FashionMNIST(root=str(path), train=train)
     except Exception:  # noqa: BLE001 - offline or mirror down: report missing files instead
         pass
 
 
-def _read_gzip(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError, zlib.error) as err:
-        raise VggbenchError(f"{path}: not a readable gzip file ({err}); "
-                            f"replace it with the original Fashion-MNIST file") from None
+def _gzip_error(path: Path, err: BaseException) -> VggbenchError:
+    return VggbenchError(f"{path}: not a readable gzip file ({err}); "
+                         f"replace it with the original Fashion-MNIST file")
 
 
-def parse_idx(raw: bytes, expected_magic: int, source: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes (big-endian uint32 header, then uint8 data), checking every length."""
-    if len(raw) < 8:
-        raise VggbenchError(f"{source}: only {len(raw)} bytes, too short for an IDX header")
-    magic, count = struct.unpack(">II", raw[:8])
+def _header_length(expected_magic: int) -> int:
+    return 16 if expected_magic == IMAGES_MAGIC else 8
+
+
+def parse_idx_header(head: bytes, expected_magic: int, source: str = "<bytes>",
+                     item_shape: Optional[Tuple[int, ...]] = None,
+                     max_data_bytes: int = MAX_IDX_DATA_BYTES) -> Tuple[Tuple[int, ...], int]:
+    """Check an IDX header and return ``(dims, data_bytes)`` before any data is read.
+
+    Parameters:
+        head: the file's first bytes (8 for labels, 16 for images; more is ignored).
+        expected_magic: :data:`IMAGES_MAGIC` or :data:`LABELS_MAGIC`.
+        source: the file named in errors.
+        item_shape: required shape of one item (``(28, 28)`` for images), checked here so a wrong
+            file fails before its data is read.
+        max_data_bytes: the largest payload accepted.
+    """
+    header = _header_length(expected_magic)
+    if len(head) < 8:
+        raise VggbenchError(f"{source}: only {len(head)} bytes, too short for an IDX header")
+    magic, count = struct.unpack(">II", head[:8])
     if magic != expected_magic:
         raise VggbenchError(f"{source}: IDX magic number is {magic}, expected {expected_magic} "
                             f"({'images' if expected_magic == IMAGES_MAGIC else 'labels'}); "
                             f"is it the right file?")
-    dims = [count]
-    header = 8
-    if magic == IMAGES_MAGIC:
-        if len(raw) < 16:
-            raise VggbenchError(f"{source}: truncated IDX image header ({len(raw)} bytes)")
-        dims += list(struct.unpack(">II", raw[8:16]))
-        header = 16
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise VggbenchError(f"{source}: {len(raw)} bytes but the header {tuple(dims)} needs {expected}; "
+    if len(head) < header:
+        raise VggbenchError(f"{source}: truncated IDX image header ({len(head)} bytes)")
+    dims = (count,) + struct.unpack(">II", head[8:16]) if header == 16 else (count,)
+    if item_shape is not None and tuple(dims[1:]) != tuple(item_shape):
+        raise VggbenchError(f"{source}: items are {dims[1:]}, Fashion-MNIST's are "
+                            f"{'x'.join(map(str, item_shape))}; is it the right file?")
+    data_bytes = math.prod(dims)  # Python ints: three uint32 dims cannot overflow
+    if data_bytes > max_data_bytes:
+        raise VggbenchError(f"{source}: the IDX header {dims} promises {data_bytes} bytes of data, more than "
+                            f"the {max_data_bytes} vggbench reads; the file is corrupt or not Fashion-MNIST")
+    return dims, data_bytes
+
+
+def parse_idx(raw: bytes, expected_magic: int, source: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes (big-endian uint32 header, then uint8 data), checking every length.
+
+    Raises only :class:`VggbenchError` (naming ``source``) for input that is not exactly one
+    well-formed IDX array of the expected kind.
+    """
+    dims, data_bytes = parse_idx_header(raw[:16], expected_magic, source)
+    header = _header_length(expected_magic)
+    if len(raw) != header + data_bytes:
+        raise VggbenchError(f"{source}: {len(raw)} bytes but the header {dims} needs {header + data_bytes}; "
                             f"the file is truncated or corrupt")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx_file(path: Path, expected_magic: int, item_shape: Optional[Tuple[int, ...]] = None,
+                  max_data_bytes: int = MAX_IDX_DATA_BYTES) -> np.ndarray:
+    """Read one gzip IDX file with bounded memory.
+
+    The gzip stream is decompressed chunk by chunk: first the header, which is checked
+    (:func:`parse_idx_header`), then at most the data size it implies plus one byte, into one
+    preallocated buffer. A file that ends early or goes on longer is an error, found without
+    decompressing the rest; a gzip bomb costs at most ``max_data_bytes`` plus one chunk.
+
+    Parameters:
+        path: the ``.gz`` file.
+        expected_magic: :data:`IMAGES_MAGIC` or :data:`LABELS_MAGIC`.
+        item_shape: see :func:`parse_idx_header`.
+        max_data_bytes: the largest payload accepted.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as handle:
+            head = handle.read(_header_length(expected_magic))
+            dims, data_bytes = parse_idx_header(head, expected_magic, str(path), item_shape, max_data_bytes)
+            buffer = bytearray(data_bytes + 1)
+            view, filled = memoryview(buffer), 0
+            while filled < len(buffer):
+                got = handle.readinto(view[filled:filled + READ_CHUNK_BYTES])
+                if not got:
+                    break
+                filled += got
+            view.release()
+    except (OSError, EOFError, zlib.error) as err:
+        raise _gzip_error(path, err) from None
+    if filled > data_bytes:
+        raise VggbenchError(f"{path}: goes on past the {len(head) + data_bytes} bytes its header {dims} implies "
+                            f"(read no further); the file is corrupt or not Fashion-MNIST")
+    if filled < data_bytes:
+        raise VggbenchError(f"{path}: {len(head) + filled} bytes but the header {dims} needs "
+                            f"{len(head) + data_bytes}; the file is truncated or corrupt")
+    return np.frombuffer(buffer, dtype=np.uint8, count=data_bytes).reshape(dims)
 
 
 def encode_idx(array: np.ndarray) -> bytes:
@@ -122,14 +222,15 @@ def load_fashion_mnist(data_dir: Optional[str] = None, train: bool = True) -> Tu
     """Return ``(images uint8 [N,28,28], labels int32 [N])`` for the train or test split."""
     path = ensure_data(data_dir)
     image_file, label_file = (path / name for name in FILES[train])
-    images = parse_idx(_read_gzip(image_file), IMAGES_MAGIC, str(image_file))
-    labels = parse_idx(_read_gzip(label_file), LABELS_MAGIC, str(label_file))
+    images = read_idx_file(image_file, IMAGES_MAGIC, item_shape=IMAGE_SHAPE)
+    labels = read_idx_file(label_file, LABELS_MAGIC)
     if images.shape[0] != labels.shape[0]:
         raise VggbenchError(f"{image_file} has {images.shape[0]} images but {label_file} has "
                             f"{labels.shape[0]} labels; the two files do not belong together")
-    if images.shape[1:] != (28, 28):
-        raise VggbenchError(f"{image_file}: images are {images.shape[1:]}, Fashion-MNIST's are 28x28")
-    if labels.size and labels.max() >= NUM_CLASSES:
+    if images.shape[0] == 0:
+        raise VggbenchError(f"{image_file} holds 0 images: nothing to train or test on; replace it with "
+                            f"the original Fashion-MNIST file")
+    if labels.max() >= NUM_CLASSES:
         raise VggbenchError(f"{label_file}: label {labels.max()} out of range 0..9")
     return images, labels.astype(np.int32)
 
@@ -150,7 +251,7 @@ def preprocess(images: np.ndarray, size: int = 96) -> np.ndarray:
     Runs on a whole batch at once (one MXNet op) rather than per image: same result as
     ``transforms.Resize`` + ``ToTensor`` up to interpolation rounding, far less Python overhead.
     """
-    import mxnet as mx
+    mx = import_mxnet()
 
     batch = mx.nd.array(images[:, None, :, :], dtype="float32") / 255.0
     if size != images.shape[-1]:
@@ -168,8 +269,8 @@ def iter_batches(images: np.ndarray, labels: np.ndarray, size: int, batch_size: 
 def data_loader(images: np.ndarray, labels: np.ndarray, size: int, batch_size: int,
                 shuffle: bool, seed: int = 0, last_batch: str = "keep"):
     """A Gluon ``DataLoader`` over uint8 images that resizes each batch as it is drawn."""
-    import mxnet as mx
-    from mxnet import gluon
+    mx = import_mxnet()
+    gluon = import_mxnet().gluon
 
     dataset = gluon.data.ArrayDataset(images, labels)
 
@@ -183,3 +284,12 @@ def data_loader(images: np.ndarray, labels: np.ndarray, size: int, batch_size: i
         np.random.seed(seed)
     return gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                                  batchify_fn=batchify, last_batch=last_batch, num_workers=0)
+
+
+def load_split(data_dir: Optional[str], train: bool, limit: Optional[int] = None,
+               seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """The images and labels a stage works on: the train (``train=True``) or test split of the
+    Fashion-MNIST files in ``data_dir`` (resolved as :func:`resolve_data_dir`), all of it, or a
+    fixed ``seed`` random subset of ``limit`` examples (:func:`subset`)."""
+    images, labels = load_fashion_mnist(data_dir, train=train)
+    return subset(images, labels, limit, seed=seed)

@@ -11,8 +11,9 @@ Everything is a ``HybridBlock`` so any model can be hybridized and exported.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
+from vggbench._mxnet import import_mxnet
 from vggbench.errors import VggbenchError
 
 Architecture = Tuple[Tuple[int, int], ...]
@@ -41,7 +42,7 @@ MODEL_NAMES: Tuple[str, ...] = tuple(VGG_MODELS) + tuple(BASELINES)
 
 def _nn():
     # Imported lazily so `vggbench --help` and error paths stay fast.
-    from mxnet.gluon import nn
+    nn = import_mxnet().gluon.nn
 
     return nn
 
@@ -52,7 +53,8 @@ def _scaled(channels: int, width_ratio: float) -> int:
 
 
 def vgg_block(num_convs: int, channels: int, batch_norm: bool = False):
-    """The lesson's block: ``num_convs`` 3x3 convolutions (padding 1) + ReLU, then 2x2 max-pool."""
+    """The lesson's block: ``num_convs`` 3x3 convolutions (padding 1) with ``channels`` outputs + ReLU
+    (with ``batch_norm``: BatchNorm before each ReLU), then 2x2 max-pool."""
     nn = _nn()
     block = nn.HybridSequential()
     for _ in range(num_convs):
@@ -66,7 +68,8 @@ def vgg_block(num_convs: int, channels: int, batch_norm: bool = False):
 
 
 def vgg_stack(architecture: Sequence[Tuple[int, int]], batch_norm: bool = False):
-    """The lesson's convolutional part: one ``vgg_block`` per ``(num_convs, channels)`` pair."""
+    """The lesson's convolutional part: one ``vgg_block`` per ``(num_convs, channels)`` pair of
+    ``architecture``, each with ``batch_norm``."""
     nn = _nn()
     stack = nn.HybridSequential()
     for num_convs, channels in architecture:
@@ -87,7 +90,11 @@ def _classifier_head(classes: int, hidden: int = 4096, dropout: float = 0.5):
 
 def vgg(architecture: Sequence[Tuple[int, int]], classes: int = 10, batch_norm: bool = False,
         width_ratio: float = 1.0):
-    """VGG = ``vgg_stack`` (channels divided by ``width_ratio``) + the lesson's dense head."""
+    """VGG = ``vgg_stack`` (channels divided by ``width_ratio``) + the lesson's dense head.
+
+    ``architecture``: ``(num_convs, channels)`` per block; ``classes``: output logits;
+    ``batch_norm``: BatchNorm after every convolution; ``width_ratio``: divides every conv's channels.
+    """
     nn = _nn()
     scaled = tuple((num_convs, _scaled(channels, width_ratio)) for num_convs, channels in architecture)
     net = nn.HybridSequential()
@@ -96,7 +103,10 @@ def vgg(architecture: Sequence[Tuple[int, int]], classes: int = 10, batch_norm: 
 
 
 def lenet(classes: int = 10, width_ratio: float = 1.0):
-    """LeNet-5 as in the course: sigmoid activations and average pooling."""
+    """LeNet-5 as in the course: sigmoid activations and average pooling.
+
+    ``classes``: output logits; ``width_ratio``: divides the two convolutions' channels.
+    """
     nn = _nn()
     net = nn.HybridSequential()
     net.add(nn.Conv2D(_scaled(6, width_ratio), kernel_size=5, padding=2, activation="sigmoid"),
@@ -110,7 +120,10 @@ def lenet(classes: int = 10, width_ratio: float = 1.0):
 
 
 def alexnet(classes: int = 10, width_ratio: float = 1.0):
-    """AlexNet as in the course (single-tower, no LRN), for 1-channel Fashion-MNIST."""
+    """AlexNet as in the course (single-tower, no LRN), for 1-channel Fashion-MNIST.
+
+    ``classes``: output logits; ``width_ratio``: divides every convolution's channels.
+    """
     nn = _nn()
     c = lambda channels: _scaled(channels, width_ratio)  # noqa: E731
     net = nn.HybridSequential()
@@ -133,19 +146,79 @@ def describe(name: str) -> str:
 
 
 def check_model_name(name: str) -> None:
+    """Raise a VggbenchError listing the zoo when ``name`` is not one of :data:`MODEL_NAMES`."""
     if name not in MODEL_NAMES:
         raise VggbenchError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
 
 
-def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: float = 1.0):
-    """Build (uninitialised) model ``name``.
+# --- range checks (issue 11): every layer keeps >= 1 channel, every pooling fits ------------------
+# Smallest conv channel count of each baseline (as written in lenet()/alexnet(); tests check that
+# these equal the built nets') and the smallest square input each model accepts (VGG: five 2x2
+# pools, 32 -> 1; LeNet: 5x5 conv + two pools; AlexNet: 11x11/4 conv + three 3x3/2 pools).
+_BASELINE_MIN_CHANNELS = {"lenet": 6, "alexnet": 96}
+_MIN_INPUT_SIZE = {"lenet": 12, "alexnet": 67}
+VGG_MIN_INPUT_SIZE = 32
+# 28x28 images upsampled past this are pointless, and VGG's dense head outgrows memory
+# (full-width VGG-11 at 1024: 2.1 G weights in the first dense layer).
+MAX_INPUT_SIZE = 1024
 
-    ``in_channels`` is accepted for symmetry with the input shape; Gluon infers it at the first
-    forward pass, so it only matters to :func:`model_stats`.
+
+def min_channels(name: str) -> int:
+    """The smallest convolution channel count of model ``name`` at full width."""
+    check_model_name(name)
+    if name in VGG_MODELS:
+        return min(channels for _, channels in VGG_MODELS[name][1])
+    return _BASELINE_MIN_CHANNELS[name]
+
+
+def min_input_size(name: str) -> int:
+    """The smallest square input (pixels) model ``name`` accepts: every pooling window must fit."""
+    check_model_name(name)
+    return VGG_MIN_INPUT_SIZE if name in VGG_MODELS else _MIN_INPUT_SIZE[name]
+
+
+def check_width_ratio(name: str, width_ratio: float, flag: str = "--width-ratio") -> float:
+    """Return ``width_ratio`` as a float if every conv layer of ``name`` keeps >= 1 channel.
+
+    Rejects non-numbers, NaN, inf, values <= 0 and values above :func:`min_channels` (which
+    would otherwise be clamped to one channel without a word), in one line naming ``flag``.
     """
     check_model_name(name)
-    if width_ratio <= 0:
-        raise VggbenchError(f"width_ratio must be > 0, got {width_ratio}; 1 is full width, 4 is the course's small VGG")
+    try:
+        ratio = float(width_ratio)
+    except (TypeError, ValueError):
+        raise VggbenchError(f"{flag} must be a number, got {width_ratio!r}") from None
+    limit = min_channels(name)
+    if not (0 < ratio <= limit):  # NaN fails this too
+        raise VggbenchError(f"{flag} {width_ratio!r} is outside 0 < ratio <= {limit}: {name}'s smallest layer has "
+                            f"{limit} channels, and every layer needs at least one; 1 is full width, 8 the quick "
+                            f"CPU run")
+    return ratio
+
+
+def check_input_size(input_size: int, name: str = "vgg11", flag: str = "--size") -> int:
+    """Return ``input_size`` if it is a whole number from :func:`min_input_size` to
+    :data:`MAX_INPUT_SIZE` (the default ``name`` asks VGG's bound: five 2x2 pools)."""
+    lowest = min_input_size(name)
+    if isinstance(input_size, bool) or not isinstance(input_size, int):
+        raise VggbenchError(f"{flag} must be a whole number of pixels, got {input_size!r}; use 96 or 224")
+    if input_size < lowest:
+        raise VggbenchError(f"{flag} {input_size} is too small for {name}: its poolings need at least "
+                            f"{lowest}x{lowest}; use 96 (the lesson's) or 224 (the paper's)")
+    if input_size > MAX_INPUT_SIZE:
+        raise VggbenchError(f"{flag} {input_size} is larger than {MAX_INPUT_SIZE}: the 28x28 images gain nothing and "
+                            f"the dense head outgrows memory; use 96 or 224")
+    return input_size
+
+
+def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: float = 1.0):
+    """Build (uninitialised) model ``name`` (one of :data:`MODEL_NAMES`).
+
+    ``classes``: output logits; ``width_ratio``: divides every convolution's channels (1 is full
+    width). ``in_channels`` is accepted for symmetry with the input shape; Gluon infers it at the
+    first forward pass, so it only matters to :func:`model_stats`.
+    """
+    width_ratio = check_width_ratio(name, width_ratio, flag="width_ratio")
     if classes < 1 or in_channels < 1:
         raise VggbenchError(f"classes and in_channels must be >= 1, got {classes} and {in_channels}")
     if name in VGG_MODELS:
@@ -155,26 +228,25 @@ def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: f
     return builder(classes=classes, width_ratio=width_ratio)
 
 
-def count_parameters(net) -> int:
-    """Trainable parameters of an initialised net (BatchNorm running statistics are state)."""
-    return int(sum(p.data().size for p in net.collect_params().values() if p.grad_req != "null"))
-
-
-def graph_stats(net, input_shape: Sequence[int]) -> Dict[str, int]:
+def graph_stats(graph, input_shape: Sequence[int]) -> Dict[str, int]:
     """Trainable parameters and forward FLOPs per image, read from the network's own graph.
 
-    The net is traced symbolically and MXNet's shape inference gives every weight and every
-    layer output, so nothing is allocated or computed: the full-width ImageNet VGG-19 at 224
-    costs milliseconds. FLOPs are 2 x multiply-adds of every Convolution and FullyConnected
-    layer (activations, pooling, BN and biases are not counted; ImageNet VGG-16 at 224 is 15.5 G
-    multiply-adds, so 31 GFLOP). Parameters are the graph's arguments except the input; BatchNorm
-    running statistics are auxiliary states and not counted.
+    - ``graph``: a Gluon block (traced symbolically) or an ``mx.sym.Symbol`` whose input is
+      named ``data``, such as an exported ``model-symbol.json``.
+    - ``input_shape``: ``(N, channels, height, width)``; N is ignored (FLOPs are per image).
+
+    MXNet's shape inference gives every weight and every layer output, so nothing is allocated
+    or computed: the full-width ImageNet VGG-19 at 224 costs milliseconds. FLOPs are 2 x
+    multiply-adds of every Convolution and FullyConnected layer (activations, pooling, BN and
+    biases are not counted; ImageNet VGG-16 at 224 is 15.5 G multiply-adds, so 31 GFLOP).
+    Parameters are the graph's arguments except the input; BatchNorm running statistics are
+    auxiliary states and not counted.
     """
     import json
 
-    import mxnet as mx
+    mx = import_mxnet()
 
-    output = net(mx.sym.var("data"))
+    output = graph if isinstance(graph, mx.sym.Symbol) else graph(mx.sym.var("data"))
     internals = output.get_internals()
     shape = (1,) + tuple(input_shape[1:])
     try:
@@ -208,7 +280,11 @@ def _prod(values) -> int:
 
 def model_stats(name: str, input_size: int, classes: int = 10, in_channels: int = 1,
                 width_ratio: float = 1.0) -> Dict[str, float]:
-    """Parameters and forward GFLOPs of ``name`` for square ``input_size`` inputs."""
+    """Parameters and forward FLOPs per image of model ``name`` for square ``input_size`` inputs.
+
+    ``classes``, ``in_channels`` and ``width_ratio`` are :func:`get_model`'s. Returns the settings
+    plus ``params``, ``flops_per_image`` and ``gflops`` (the same count in 1e9 FLOPs).
+    """
     net = get_model(name, classes=classes, in_channels=in_channels, width_ratio=width_ratio)
     try:
         stats = graph_stats(net, (1, in_channels, input_size, input_size))
@@ -216,4 +292,23 @@ def model_stats(name: str, input_size: int, classes: int = 10, in_channels: int 
         raise VggbenchError(f"{name}: {err}") from None
     return {"model": name, "config": describe(name), "input_size": input_size,
             "width_ratio": width_ratio, "classes": classes, "in_channels": in_channels,
-            "params": stats["params"], "gflops": stats["flops"] / 1e9}
+            "params": stats["params"], "flops_per_image": stats["flops"], "gflops": stats["flops"] / 1e9}
+
+
+def model_stats_from_manifest(manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """Parameters and forward FLOPs per image of a run dir's model, from its manifest.
+
+    ``manifest``: a run dir's manifest (``artifacts.read_manifest``). Export writes
+    ``manifest["model_stats"]``, counted on the exported graph; run dirs made before that are
+    recomputed from today's model code with the manifest's model settings. Returns ``params``,
+    ``flops_per_image``, ``gflops`` (the same in 1e9 FLOPs) and ``source`` (``manifest`` or
+    ``recomputed``).
+    """
+    recorded = manifest.get("model_stats")
+    if recorded and "params" in recorded and "flops_per_image" in recorded:
+        params, flops, source = int(recorded["params"]), int(recorded["flops_per_image"]), "manifest"
+    else:
+        stats = model_stats(manifest["model"], int(manifest["input_size"]), classes=manifest.get("classes", 10),
+                            in_channels=manifest.get("in_channels", 1), width_ratio=manifest.get("width_ratio", 1.0))
+        params, flops, source = stats["params"], stats["flops_per_image"], "recomputed"
+    return {"params": params, "flops_per_image": flops, "gflops": flops / 1e9, "source": source}

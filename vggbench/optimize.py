@@ -18,7 +18,7 @@ then renamed into place and recorded in the manifest (``files`` + ``variants[pre
 variant whose accuracy drops by more than ``max_accuracy_drop_points`` is kept but flagged, in the
 manifest and in every table, and a warning is printed.
 
-The test split is read by :func:`evaluation_split` only; calibration data comes from
+The test split is read in :func:`optimize_run_dir` only; calibration data comes from
 :func:`calibration_batches`, which reads the training split and nothing else.
 """
 
@@ -40,7 +40,9 @@ from vggbench import artifacts, data
 from vggbench.artifacts import ONNX_VARIANT_FILES
 from vggbench.environment import utc_now
 from vggbench.errors import VggbenchError
-from vggbench.export import onnx_session
+from vggbench.export import make_portable_file
+from vggbench.metrics import accuracy_from_logits, compare_logits, predict_in_batches
+from vggbench.runtimes.ort_runtime import make_session, session_predictor
 
 VARIANTS = ("opt", "int8", "fp16")
 FP32_FILE = ONNX_VARIANT_FILES["fp32"]
@@ -75,11 +77,14 @@ def _tqdm(progress: bool, **kwargs):
 
 def calibration_batches(input_size: int, n_images: int = DEFAULT_CALIB_IMAGES, seed: int = 0,
                         data_dir: Optional[str] = None, batch_size: int = CALIB_BATCH_SIZE) -> List[np.ndarray]:
-    """Preprocessed calibration batches: a fixed-seed subset of the **training** split, never test."""
+    """Preprocessed calibration batches: a fixed-seed subset of the **training** split, never test.
+
+    ``input_size``: the model's; ``n_images``: how many training images; ``seed``: which ones;
+    ``data_dir``: the Fashion-MNIST files; ``batch_size``: images per batch.
+    """
     if n_images < 1:
         raise VggbenchError(f"calibration needs at least 1 image, got {n_images}")
-    images, labels = data.load_fashion_mnist(data_dir, train=True)
-    images, _ = data.subset(images, labels, n_images, seed=seed)
+    images, _ = data.load_split(data_dir, True, n_images, seed)
     return [data.preprocess(images[start:start + batch_size], input_size)
             for start in range(0, len(images), batch_size)]
 
@@ -117,35 +122,15 @@ def make_calibration_reader(batches: Sequence[np.ndarray], input_name: str, prog
     return _Reader()
 
 
-def evaluation_split(data_dir: Optional[str] = None, limit: Optional[int] = None, seed: int = 0):
-    """The test images and labels that accuracy is measured on (all 10k unless ``limit``)."""
-    images, labels = data.load_fashion_mnist(data_dir, train=False)
-    return data.subset(images, labels, limit, seed=seed)
-
-
-def evaluate_onnx(model_path: Path, images: np.ndarray, labels: np.ndarray, input_size: int,
-                  batch_size: int = EVAL_BATCH_SIZE, progress: bool = False, desc: str = "accuracy",
-                  session=None) -> np.ndarray:
-    """Logits [N, classes] of ``model_path`` on CPU ONNX Runtime over the given (test) images."""
-    session = session or onnx_session(model_path)
-    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    outputs = []
-    with _tqdm(progress, total=len(labels), unit="img", desc=desc) as bar:
-        for batch, batch_labels in data.iter_batches(images, labels, input_size, batch_size):
-            outputs.append(np.asarray(session.run([output_name], {input_name: batch})[0], dtype=np.float32))
-            bar.update(len(batch_labels))
-    return np.concatenate(outputs)
-
-
-def compare_logits(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray) -> Dict[str, Any]:
-    """Accuracy of both, top-1 agreement and max |logit difference| of candidate vs reference."""
-    correct, fp32_correct = int(np.sum(candidate.argmax(1) == labels)), int(np.sum(reference.argmax(1) == labels))
-    return {"test_accuracy": correct / len(labels), "fp32_test_accuracy": fp32_correct / len(labels),
-            "n_test": int(len(labels)),
-            # from counts, so a drop of exactly the threshold is not flagged by a rounding error
-            "accuracy_drop_points": round(100.0 * (fp32_correct - correct) / len(labels), 6),
-            "top1_agreement": float(np.mean(candidate.argmax(1) == reference.argmax(1))),
-            "max_abs_diff": float(np.max(np.abs(candidate - reference)))}
+def evaluate_onnx(model_path: Path, images: np.ndarray, input_size: int, batch_size: int = EVAL_BATCH_SIZE,
+                  progress: bool = False, desc: str = "accuracy") -> np.ndarray:
+    """Logits [N, classes] of the ONNX file ``model_path`` on CPU ONNX Runtime over uint8 ``images``
+    (preprocessed to ``input_size``, ``batch_size`` at a time; a tqdm bar named ``desc`` with
+    ``progress``)."""
+    predict = session_predictor(make_session(model_path))
+    with _tqdm(progress, total=len(images), unit="img", desc=desc) as bar:
+        return predict_in_batches(predict, images, batch_size, prepare=lambda raw: data.preprocess(raw, input_size),
+                                  on_batch=bar.update)
 
 
 # --- the three builders (each writes dst itself; callers pass a temporary path) ------------------
@@ -154,11 +139,7 @@ def write_ort_optimized(src: Path, dst: Path) -> Dict[str, Any]:
     """ORT's offline graph optimization: ``ORT_ENABLE_ALL`` on the CPU provider, saved to ``dst``."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(dst)
-    options.log_severity_level = 3
-    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    make_session(src, graph_optimization="all", optimized_model_path=dst)
     if not Path(dst).is_file() or Path(dst).stat().st_size == 0:
         raise VggbenchError(f"onnxruntime wrote no optimized model for {src}")
     from vggbench.environment import cpu_flags, cpu_model
@@ -302,9 +283,19 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                      log: Callable[[str], None] = print) -> Dict[str, Dict[str, Any]]:
     """Write the requested variants next to ``run_dir/model.onnx`` and record them in the manifest.
 
+    - ``run_dir``: a run dir made by train-export; its ``model.onnx`` is checked first.
+    - ``opt``, ``int8``, ``fp16``: which variants to build.
+    - ``calib_images``, ``calib_method``: INT8 calibration on that many training images
+      (:data:`CALIBRATION_METHODS`).
+    - ``data_dir``: the Fashion-MNIST files.
+    - ``max_accuracy_drop_points``: a variant losing more test accuracy than this is flagged.
+    - ``seed``: which calibration images, and which test images with ``accuracy_limit``.
+    - ``accuracy_limit``: measure on a fixed-seed subset of the test split instead of all of it
+      (for tests); the entry's ``n_test`` says which.
+    - ``progress``: tqdm bars; ``log``: where the summary lines go.
+
     Returns ``manifest["variants"]`` after the update (all variants, including ones from earlier
-    runs that were not rebuilt now). ``accuracy_limit`` measures on a fixed-seed subset of the test
-    split instead of all of it (for tests); the entry's ``n_test`` says which.
+    runs that were not rebuilt now).
     """
     run_dir = Path(run_dir)
     wanted = [name for name, on in (("opt", opt), ("int8", int8), ("fp16", fp16)) if on]
@@ -316,6 +307,8 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
         raise VggbenchError(f"the accuracy-drop threshold must be >= 0 points, got {max_accuracy_drop_points}")
     if accuracy_limit is not None and accuracy_limit < 1:
         raise VggbenchError(f"accuracy_limit must be >= 1 test images, got {accuracy_limit}")
+    if not 0 <= seed < 2 ** 31:
+        raise VggbenchError(f"--seed must be in 0..{2 ** 31 - 1}, got {seed}")
     if calib_method not in CALIBRATION_METHODS:
         raise VggbenchError(f"unknown calibration method {calib_method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
 
@@ -324,10 +317,10 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
     source = {"file": FP32_FILE, "sha256": manifest["files"][FP32_FILE]}
     input_size = int(manifest["input_size"])
 
-    images, labels = evaluation_split(data_dir, accuracy_limit, seed)
+    images, labels = data.load_split(data_dir, False, accuracy_limit, seed)
     started = time.time()
-    reference = evaluate_onnx(fp32_path, images, labels, input_size, progress=progress, desc="accuracy fp32")
-    log(f"fp32 (ORT CPU) test accuracy {100 * np.mean(reference.argmax(1) == labels):.2f}% "
+    reference = evaluate_onnx(fp32_path, images, input_size, progress=progress, desc="accuracy fp32")
+    log(f"fp32 (ORT CPU) test accuracy {100 * accuracy_from_logits(reference, labels):.2f}% "
         f"on {len(labels)} test images ({time.time() - started:.0f}s)")
 
     batches = None
@@ -350,10 +343,11 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                                          "seed": seed, "method": calib_method,
                                          "per_channel": settings["per_channel"],
                                          "batch_size": CALIB_BATCH_SIZE}}
+            built["onnx"] = make_portable_file(temp)  # opset 15 / IR 8, unused domains dropped, batch dim
             build_s = time.time() - started
-            logits = evaluate_onnx(temp, images, labels, input_size, progress=progress,
+            logits = evaluate_onnx(temp, images, input_size, progress=progress,
                                    desc=f"accuracy {precision}")
-            entry = _variant_entry(precision, final.name, temp, compare_logits(reference, logits, labels),
+            entry = _variant_entry(precision, final.name, temp, compare_logits(reference, logits, labels=labels),
                                    max_accuracy_drop_points, source, build_s, built)
         manifest = artifacts.read_manifest(run_dir)
         if manifest["files"].get(FP32_FILE) != source["sha256"]:
@@ -376,10 +370,10 @@ def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, An
 
     from vggbench.environment import cpu_flags, cpu_model
 
-    drop = measured["accuracy_drop_points"]
+    drop = measured["accuracy_drop_points"]  # from counts: a drop of exactly max_drop is not flagged
     entry = {"file": name, "sha256": artifacts.sha256_file(path), "size_bytes": os.path.getsize(path),
-             "for": VARIANT_FOR[precision], "test_accuracy": measured["test_accuracy"],
-             "n_test": measured["n_test"], "fp32_test_accuracy": measured["fp32_test_accuracy"],
+             "for": VARIANT_FOR[precision], "test_accuracy": measured["candidate_accuracy"],
+             "n_test": measured["n"], "fp32_test_accuracy": measured["reference_accuracy"],
              "accuracy_drop_points": drop, "max_accuracy_drop_points": float(max_drop),
              "flagged": bool(drop > max_drop), "top1_agreement": measured["top1_agreement"],
              "max_abs_diff": measured["max_abs_diff"],

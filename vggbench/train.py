@@ -3,14 +3,17 @@
 Read top to bottom, this is the whole command:
 
 1. :class:`Recipe` holds everything that decides the trained weights (the lesson's defaults: SGD,
-   lr 0.05, batch 64, Xavier init, 96x96, softmax cross-entropy). It is checked first.
+   lr 0.05, batch 64, Xavier init, 96x96, softmax cross-entropy). It is checked first, and it is
+   what builds the optimizer, the initializer and the loss, so the manifest's recipe is the truth.
 2. :func:`resolve_contexts` turns ``--ctx`` into MXNet contexts.
 3. :func:`train_export` validates inputs, builds the model and loads the data *before* it creates
    the run dir, so a bad model name, bad data or a missing GPU leaves nothing behind.
-4. :func:`train_epoch` / :func:`evaluate` are the lesson's loop (tqdm bar, NaN guard, multi-device
-   via ``split_and_load``); a checkpoint is written after every epoch so ``--resume`` can continue.
-5. Export (``vggbench.export``), the ONNX Runtime parity gate, ``history.json``, ``training.png``
-   and finally ``manifest.json``: written last, atomically, only when every artifact is complete.
+4. :func:`build_network` + :func:`build_trainer`, then :func:`train_epoch` / :func:`evaluate`: the
+   lesson's loop (tqdm bar, NaN guard, multi-device via ``split_and_load``); a checkpoint is
+   written after every epoch so ``--resume`` can continue.
+5. Export (``vggbench.export``: files, parameter and FLOP counts, the ONNX Runtime parity gate),
+   ``history.json``, ``training.png`` and finally ``manifest.json``: written last, atomically, only
+   when every artifact is complete.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vggbench import artifacts, data, export, models
+from vggbench import artifacts, data, export, metrics, models
+from vggbench._mxnet import import_mxnet
 from vggbench.environment import cpu_model, gpus, package_versions, utc_now
 from vggbench.errors import VggbenchError
 
@@ -36,6 +40,11 @@ CHECKPOINT_INDEX = "last.json"
 RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_FILE, CURVES_FILE)
 EVAL_BATCH_SIZE = 256
 PARITY_IMAGES = 256
+# What a Recipe's optimizer, init and loss may name. Optimizers are MXNet's (mx.optimizer.create
+# with the recipe's learning rate and MXNet's other defaults: plain SGD has no momentum or decay).
+OPTIMIZERS = ("sgd", "adam")
+INITIALIZERS = ("xavier", "msra")
+LOSSES = ("softmax_cross_entropy",)
 # Resume must continue the same training: these recipe fields must match the checkpoint's.
 RESUME_MUST_MATCH = ("model", "input_size", "width_ratio", "classes", "batch_size", "lr", "seed",
                      "train_limit", "optimizer", "init", "loss")
@@ -56,7 +65,14 @@ def _log(message: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Everything that decides the trained weights; recorded in the manifest and checkpoints."""
+    """Everything that decides the trained weights; recorded in the manifest and checkpoints.
+
+    ``model`` (a zoo name), ``input_size`` (square, pixels), ``width_ratio`` (divides the conv
+    channels), ``epochs``, ``batch_size`` (the global batch, split over the devices), ``lr``,
+    ``seed`` (initialisation, shuffle and dropout), ``train_limit`` (a fixed-seed subset of the
+    training split; None: all of it), ``classes``, and what the recipe builds: ``optimizer`` (one
+    of :data:`OPTIMIZERS`), ``init`` (:data:`INITIALIZERS`) and ``loss`` (:data:`LOSSES`).
+    """
 
     model: str
     input_size: int = 96
@@ -74,6 +90,8 @@ class Recipe:
     def check(self) -> None:
         """Raise a one-line VggbenchError for anything a user can get wrong."""
         models.check_model_name(self.model)
+        for field, known in (("optimizer", OPTIMIZERS), ("init", INITIALIZERS), ("loss", LOSSES)):
+            self._choice(field, known)
         if self.input_size < 32:
             raise VggbenchError(f"--size {self.input_size} is too small for VGG's five 2x2 pools; use 96 or 224")
         if not self.width_ratio > 0:
@@ -89,7 +107,33 @@ class Recipe:
             raise VggbenchError(f"--train-limit must be >= 1, got {self.train_limit}")
 
     def asdict(self) -> Dict[str, Any]:
+        """The recipe as the plain dict recorded in the manifest, history and checkpoints."""
         return dataclasses.asdict(self)
+
+    def _choice(self, field: str, known: Sequence[str]) -> str:
+        value = getattr(self, field)
+        if value not in known:
+            raise VggbenchError(f"unknown {field} {value!r} in the training recipe; choose from {', '.join(known)}")
+        return value
+
+    def make_optimizer(self):
+        """A new ``mx.optimizer.Optimizer`` named by ``optimizer``, at learning rate ``lr``."""
+        mx = import_mxnet()
+
+        return mx.optimizer.create(self._choice("optimizer", OPTIMIZERS), learning_rate=self.lr)
+
+    def make_initializer(self):
+        """The ``mx.init`` initializer named by ``init``: ``xavier`` (Glorot uniform, the lesson's) or
+        ``msra`` (He et al., for ReLU networks)."""
+        mx = import_mxnet()
+
+        return {"xavier": mx.init.Xavier, "msra": mx.init.MSRAPrelu}[self._choice("init", INITIALIZERS)]()
+
+    def make_loss(self):
+        """The Gluon loss named by ``loss`` (per-example values; the Trainer divides by the batch)."""
+        gluon = import_mxnet().gluon
+
+        return {"softmax_cross_entropy": gluon.loss.SoftmaxCrossEntropyLoss}[self._choice("loss", LOSSES)]()
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -104,7 +148,7 @@ def resolve_contexts(spec: str, num_gpus: Optional[int] = None) -> Tuple[list, s
 
     ``num_gpus`` defaults to what MXNet sees (``mx.context.num_gpus()``, 0 on CPU-only builds).
     """
-    import mxnet as mx
+    mx = import_mxnet()
 
     if num_gpus is None:
         try:
@@ -143,7 +187,7 @@ def resolve_contexts(spec: str, num_gpus: Optional[int] = None) -> Tuple[list, s
 
 def _split(batch, contexts: Sequence) -> list:
     """Spread a batch over the devices (the lesson's multi-GPU recipe); one device gets it whole."""
-    from mxnet import gluon
+    gluon = import_mxnet().gluon
 
     if len(contexts) == 1:
         return [batch.as_in_context(contexts[0])]
@@ -153,17 +197,18 @@ def _split(batch, contexts: Sequence) -> list:
 # --- the model -------------------------------------------------------------------------------------
 
 def build_network(recipe: Recipe, contexts: Sequence):
-    """Model with Xavier init on ``contexts``, shapes materialised by one dummy forward pass.
+    """The recipe's model, initialised by the recipe's initializer (seeded by ``recipe.seed``) on
+    the MXNet ``contexts``, shapes materialised by one dummy forward pass, hybridized.
 
     The dummy pass is where a too-small input size or a broken GPU shows up, before any run dir
     exists.
     """
-    import mxnet as mx
+    mx = import_mxnet()
 
     mx.random.seed(recipe.seed)
     np.random.seed(recipe.seed)
     net = models.get_model(recipe.model, classes=recipe.classes, width_ratio=recipe.width_ratio)
-    net.initialize(mx.init.Xavier(), ctx=list(contexts))
+    net.initialize(recipe.make_initializer(), ctx=list(contexts))
     try:
         net(mx.nd.zeros((1, 1, recipe.input_size, recipe.input_size), ctx=contexts[0])).wait_to_read()
     except mx.base.MXNetError as err:
@@ -173,20 +218,40 @@ def build_network(recipe: Recipe, contexts: Sequence):
     return net
 
 
+def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device"):
+    """The ``gluon.Trainer`` that updates ``net`` with the recipe's optimizer and learning rate.
+
+    ``kvstore``: how gradients of several devices are summed (MXNet's ``device`` or ``local``, a
+    ``dist_*`` type, or a ``KVStore``); with one device there is nothing to sum. ``trainer.step(n)``
+    divides the summed gradient by ``n``, the global batch, so a batch split over devices gives the
+    update that one device would compute on the whole batch.
+    """
+    gluon = import_mxnet().gluon
+
+    return gluon.Trainer(net.collect_params(), recipe.make_optimizer(), kvstore=kvstore)
+
+
 # --- one epoch and evaluation ----------------------------------------------------------------------
 
-def train_epoch(net, trainer, loader, contexts: Sequence, epoch: int, epochs: int, lr: float,
+def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, epochs: int, lr: float,
                 progress: bool = True, record_every: int = 20) -> Dict[str, Any]:
     """One pass over ``loader`` with a tqdm bar (loss, running accuracy, images/s).
+
+    - ``net``, ``trainer``, ``loss_fn``: from :func:`build_network`, :func:`build_trainer` and
+      ``Recipe.make_loss``.
+    - ``loader``: yields ``(images, labels)`` NDArray batches (the global batch).
+    - ``contexts``: the MXNet devices; each batch is split over them.
+    - ``epoch``, ``epochs``: this epoch's number and the total, for the bar and the curve.
+    - ``lr``: the learning rate, named in the divergence message.
+    - ``progress``: show the tqdm bar; ``record_every``: batches per curve point.
 
     Returns the epoch's mean loss, accuracy, images, seconds and images/s, plus ``steps``: the mean
     loss/accuracy every ``record_every`` batches, so even a one-epoch run has a curve to plot.
     A NaN/inf loss stops the run before the optimizer step can spread it into the weights.
     """
-    from mxnet import autograd, gluon
+    autograd = import_mxnet().autograd
     from tqdm import tqdm
 
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     total_loss, total_correct, seen = 0.0, 0, 0
     window_loss, window_correct, window_seen = 0.0, 0, 0
     steps: List[Dict[str, float]] = []
@@ -233,21 +298,30 @@ class NonFiniteLogits(VggbenchError):
 
 def evaluate(net, images: np.ndarray, labels: np.ndarray, input_size: int, contexts: Sequence,
              batch_size: int = EVAL_BATCH_SIZE) -> Tuple[float, int]:
-    """Top-1 accuracy (fraction) and the number of images it was measured on."""
-    import mxnet as mx
+    """Top-1 accuracy (fraction) of ``net`` and the number of images it was measured on.
 
-    correct = 0
-    for x, y in data.iter_batches(images, labels, input_size, batch_size):
-        logits = np.concatenate([net(part).asnumpy() for part in _split(mx.nd.array(x), contexts)])
-        if not np.isfinite(logits).all():
-            raise NonFiniteLogits("the model outputs nan/inf logits on test images; its weights diverged")
-        correct += int((logits.argmax(axis=1) == y).sum())
-    return correct / len(labels), int(len(labels))
+    ``images``/``labels``: uint8 images and their labels, preprocessed to ``input_size`` batch by
+    batch; each batch of ``batch_size`` is split over the MXNet ``contexts``. Raises
+    :class:`NonFiniteLogits` when any logit is nan/inf.
+    """
+    mx = import_mxnet()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([net(part).asnumpy() for part in _split(mx.nd.array(x), contexts)])
+
+    logits = metrics.predict_in_batches(predict, images, batch_size,
+                                        prepare=lambda raw: data.preprocess(raw, input_size))
+    if not np.isfinite(logits).all():
+        raise NonFiniteLogits("the model outputs nan/inf logits on test images; its weights diverged")
+    return metrics.accuracy_from_logits(logits, labels), int(len(labels))
 
 
 def check_finite_weights(net, epoch: int, lr: float) -> None:
-    """The last optimizer step of an epoch is never followed by a loss check; diverged weights
-    must not reach a checkpoint or an export."""
+    """Raise a VggbenchError naming ``epoch`` and ``lr`` when a weight of ``net`` is nan/inf.
+
+    The last optimizer step of an epoch is never followed by a loss check; diverged weights must
+    not reach a checkpoint or an export.
+    """
     for name, param in net.collect_params().items():
         values = param.list_data()[0]
         if not np.isfinite(values.sum().asscalar()) and not np.isfinite(values.asnumpy()).all():
@@ -260,7 +334,9 @@ def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[D
                     steps: List[Dict[str, float]]) -> Path:
     """Params + trainer state for the epoch just finished, then ``last.json`` pointing at them.
 
-    Each file is renamed into place when complete and the index is written last, so an
+    ``run_dir``: where ``checkpoints/`` goes; ``net``, ``trainer``: what is saved; ``recipe``,
+    ``history`` (one row per finished epoch), ``steps`` (the curve points): recorded in the index,
+    whose path is returned. Each file is renamed into place when complete and the index is written last, so an
     interrupted save leaves the previous checkpoint usable; older epochs are then deleted.
     """
     epoch = len(history)
@@ -282,7 +358,8 @@ def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[D
 
 
 def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The last checkpoint's index, or None when the run dir has none."""
+    """The last checkpoint's index in ``run_dir``, or None when it has none; a VggbenchError when
+    the index is unreadable or names missing files."""
     index = Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX
     if not index.is_file():
         return None
@@ -300,7 +377,8 @@ def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
 
 
 def check_resumable(checkpoint: Dict[str, Any], recipe: Recipe, index: Path) -> None:
-    """Refuse to resume a checkpoint trained with a different model or recipe."""
+    """Refuse (VggbenchError) to resume ``checkpoint`` (read from ``index``) with a ``recipe`` that
+    differs from the one it was trained with, or that asks for fewer epochs than it has."""
     saved = checkpoint["recipe"]
     for key in RESUME_MUST_MATCH:
         if saved.get(key) != getattr(recipe, key):
@@ -314,6 +392,8 @@ def check_resumable(checkpoint: Dict[str, Any], recipe: Recipe, index: Path) -> 
 
 
 def load_checkpoint(run_dir: Path, checkpoint: Dict[str, Any], net, trainer, contexts: Sequence) -> None:
+    """Load ``checkpoint``'s (from :func:`read_checkpoint`) weights into ``net`` on the MXNet
+    ``contexts`` and its optimizer state into ``trainer``."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     net.load_parameters(str(folder / checkpoint["params"]), ctx=list(contexts))
     trainer.load_states(str(folder / checkpoint["states"]))
@@ -321,10 +401,12 @@ def load_checkpoint(run_dir: Path, checkpoint: Dict[str, Any], net, trainer, con
 
 # --- history and curves ----------------------------------------------------------------------------
 
-def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], path: Path) -> None:
-    """``training.png``: loss (left) and train/test accuracy (right) against epochs.
+def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], path: Path,
+                 loss_name: str) -> None:
+    """``training.png`` at ``path``: loss (left) and train/test accuracy (right) against epochs.
 
-    Uses a bare ``Figure`` on the Agg canvas (no pyplot) so nothing global changes.
+    ``history``: one row per epoch (``train_loss``, ``train_accuracy``, ``test_accuracy``);
+    ``steps``: the within-epoch points; ``loss_name``: the loss's name, the left axis label. Uses a bare ``Figure`` on the Agg canvas (no pyplot) so nothing global changes.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -343,7 +425,7 @@ def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], p
                   label="train accuracy (epoch)")
     acc_axes.plot(epochs, [row["test_accuracy"] for row in history], "s-", color="tab:orange",
                   label="test accuracy (epoch)")
-    loss_axes.set(xlabel="epoch", ylabel="softmax cross-entropy", title="loss")
+    loss_axes.set(xlabel="epoch", ylabel=loss_name, title="loss")
     acc_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
     for axes in (loss_axes, acc_axes):
         axes.grid(alpha=0.3)
@@ -351,39 +433,6 @@ def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], p
     figure.tight_layout()
     with artifacts.atomic_path(path) as temp:
         figure.savefig(str(temp), format="png")
-
-
-# --- parity gate -----------------------------------------------------------------------------------
-
-def exported_parity(run_dir: Path, images: np.ndarray, input_size: int,
-                    batch_size: int = 32) -> Dict[str, Any]:
-    """Run the *exported* MXNet files (hybridized, CPU) and ``model.onnx`` in ONNX Runtime (CPU EP)
-    on the same images and compare their logits (max |diff|, top-1 agreement, n).
-
-    Loading the files back, rather than reusing the net in memory, checks what is shipped.
-    """
-    import warnings
-
-    import mxnet as mx
-
-    run_dir = Path(run_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        block = mx.gluon.SymbolBlock.imports(str(run_dir / export.SYMBOL_FILE), [export.INPUT_NAME],
-                                             str(run_dir / export.PARAMS_FILE), ctx=mx.cpu())
-    block.hybridize(static_alloc=True)
-    session = export.onnx_session(run_dir / export.ONNX_FILE)
-    input_name = session.get_inputs()[0].name
-    mxnet_logits, onnx_logits = [], []
-    labels = np.zeros(len(images), dtype=np.int32)
-    for x, _ in data.iter_batches(images, labels, input_size, batch_size):
-        mxnet_logits.append(block(mx.nd.array(x)).asnumpy())
-        onnx_logits.append(session.run(None, {input_name: x})[0])
-    mxnet_logits, onnx_logits = np.concatenate(mxnet_logits), np.concatenate(onnx_logits)
-    if not (np.isfinite(mxnet_logits).all() and np.isfinite(onnx_logits).all()):
-        raise VggbenchError("the exported model outputs nan/inf logits on test images, so parity means "
-                            "nothing; the weights diverged: train again with a lower --lr")
-    return export.parity(mxnet_logits, onnx_logits)
 
 
 # --- the run dir -----------------------------------------------------------------------------------
@@ -417,85 +466,95 @@ def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -
     return None
 
 
-def _load_split(data_dir: Optional[str], train: bool, limit: Optional[int], seed: int):
-    images, labels = data.load_fashion_mnist(data_dir, train=train)
-    return data.subset(images, labels, limit, seed=seed)
-
-
 def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_size: int = 64,
                  lr: float = 0.05, width_ratio: float = 1.0, ctx: str = "auto",
                  train_limit: Optional[int] = None, test_limit: Optional[int] = None,
                  data_dir: Optional[str] = None, out: str = "runs", name: Optional[str] = None,
                  seed: int = 0, resume: bool = False, force: bool = False,
+                 optimizer: str = "sgd", init: str = "xavier", loss: str = "softmax_cross_entropy",
                  parity_images: int = PARITY_IMAGES,
                  parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
                  parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
                  progress: bool = True, log: Log = _log) -> Path:
     """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path.
 
-    The run dir is ``out/name`` (``name`` defaults to ``<model>-<input_size>``). Everything a user
-    can get wrong is checked before the run dir is created. ``manifest.json`` is written last and
-    only after the parity gate passes, so its presence means every file it lists is complete.
+    - ``model``, ``input_size``, ``epochs``, ``batch_size``, ``lr``, ``width_ratio``, ``seed``,
+      ``train_limit``, ``optimizer``, ``init``, ``loss``: the :class:`Recipe`.
+    - ``ctx``: the devices (:func:`resolve_contexts`).
+    - ``test_limit``: measure test accuracy on a fixed-seed subset of the test split (None: all).
+    - ``data_dir``: the Fashion-MNIST files (``data.resolve_data_dir``).
+    - ``out``, ``name``: the run dir is ``out/name``; ``name`` defaults to
+      ``artifacts.default_run_name`` (``vgg11-96``, ``vgg11-w8-96`` at width ratio 8).
+    - ``resume``: continue from the run dir's last checkpoint; ``force``: start over in it.
+    - ``parity_images``, ``parity_max_abs_diff``, ``parity_min_top1_agreement``: the MXNet vs ONNX
+      Runtime gate on the first test images.
+    - ``progress``: tqdm bars; ``log``: where the summary lines go.
+
+    Everything a user can get wrong is checked before the run dir is created. ``manifest.json``
+    is written last and only after the parity gate passes, so its presence means every file it
+    lists is complete.
     """
     started = utc_now()
     recipe = Recipe(model=model, input_size=input_size, width_ratio=float(width_ratio), epochs=epochs,
-                    batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit)
+                    batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit,
+                    optimizer=optimizer, init=init, loss=loss)
     recipe.check()
     if test_limit is not None and test_limit < 1:
         raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
     if parity_images < 1:
         raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
-    name = name or artifacts.default_run_name(model, input_size)
-    if not name.strip() or name in (".", ".."):
-        raise VggbenchError(f"--name {name!r} is not a usable folder name")
-    run_dir = Path(out) / name
-    checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
-    contexts, device_note = resolve_contexts(ctx)
-    log(device_note)
-    train_x, train_y = _load_split(data_dir, True, train_limit, seed)
-    test_x, test_y = _load_split(data_dir, False, test_limit, seed)
-    net = build_network(recipe, contexts)
+    name = name or artifacts.default_run_name(model, input_size, recipe.width_ratio)
+    run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
+    # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
+    with artifacts.run_dir_lock(run_dir, "train-export") as lock:
+        if lock.took_over:
+            log(f"taking over {run_dir} from {artifacts.describe_holder(lock.took_over)}, which is no longer running")
+        checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
+        for leftover in artifacts.remove_orphan_temp_files(run_dir):
+            log(f"removed {leftover}, left by an interrupted run")
+        contexts, device_note = resolve_contexts(ctx)
+        log(device_note)
+        train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
+        test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
+        net = build_network(recipe, contexts)
+        trainer = build_trainer(net, recipe)
+        created = not run_dir.exists()
+        try:
+            if checkpoint is None:
+                _clear_previous_run(run_dir)
+                history: List[Dict[str, Any]] = []
+                steps: List[Dict[str, float]] = []
+            else:
+                load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
+                history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
+                artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
+                log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
+                f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, batch {batch_size}, "
+                f"{epochs} epoch(s), seed {seed}")
+            for epoch in range(len(history) + 1, recipe.epochs + 1):
+                row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
+                                                             (train_x, train_y), (test_x, test_y), progress)
+                history.append(row)
+                steps.extend(epoch_steps)
+                log(f"epoch {epoch}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
+                    f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
+                    f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
+                save_checkpoint(run_dir, net, trainer, recipe, history, steps)
+                created = False  # from here on the run dir holds a resumable checkpoint: keep it
+        except BaseException:
+            if created and run_dir.exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
-    from mxnet import gluon
-
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": recipe.lr})
-    created = not run_dir.exists()
-    try:
-        if checkpoint is None:
-            _clear_previous_run(run_dir)
-            history: List[Dict[str, Any]] = []
-            steps: List[Dict[str, float]] = []
-        else:
-            load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
-            history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
-            artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
-            log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
-            f"{len(train_y)} images, testing on {len(test_y)}; SGD lr {recipe.lr:g}, batch {batch_size}, "
-            f"{epochs} epoch(s), seed {seed}")
-        for epoch in range(len(history) + 1, recipe.epochs + 1):
-            row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
-                                                         (train_x, train_y), (test_x, test_y), progress)
-            history.append(row)
-            steps.extend(epoch_steps)
-            log(f"epoch {epoch}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
-                f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
-                f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
-            save_checkpoint(run_dir, net, trainer, recipe, history, steps)
-            created = False  # from here on the run dir holds a resumable checkpoint: keep it
-    except BaseException:
-        if created and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-
-    # The final evaluation is the last epoch's: the weights have not changed since.
-    log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
-        f"exporting to {run_dir}")
-    run_info = {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
-                "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
-                                     "min_top1_agreement": parity_min_top1_agreement}}
-    return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+        # The final evaluation is the last epoch's: the weights have not changed since.
+        log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
+            f"exporting to {run_dir}")
+        run_info = {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
+                    "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
+                                         "min_top1_agreement": parity_min_top1_agreement}}
+        return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
 
 
 def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts: Sequence, train_split,
@@ -503,7 +562,8 @@ def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts
     """One epoch of training, the divergence checks, then the test accuracy: one history row."""
     loader = data.data_loader(*train_split, recipe.input_size, recipe.batch_size, shuffle=True,
                               seed=epoch_seed(recipe.seed, epoch))
-    stats = train_epoch(net, trainer, loader, contexts, epoch, recipe.epochs, recipe.lr, progress)
+    stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
+                        progress)
     check_finite_weights(net, epoch, recipe.lr)
     try:
         test_accuracy, test_images = evaluate(net, *test_split, recipe.input_size, contexts)
@@ -523,13 +583,13 @@ def _clear_previous_run(run_dir: Path) -> None:
 def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]], steps: List[Dict[str, float]],
                 contexts: Sequence, parity_x: np.ndarray, run_info: Dict[str, Any], log: Log) -> Path:
     """Export, check parity, write history + curves, then the manifest (last, atomically)."""
-    import mxnet as mx
+    mx = import_mxnet()
 
     net.collect_params().reset_ctx(mx.cpu())  # export and parity run on CPU, wherever we trained
     export.export_mxnet(net, run_dir, recipe.input_size)
     onnx_info = export.export_onnx(run_dir, recipe.input_size)
     tolerance = run_info["parity_tolerance"]
-    result = exported_parity(run_dir, parity_x, recipe.input_size)
+    result = export.exported_parity(run_dir, parity_x, recipe.input_size)
     result["tolerance"] = tolerance
     log(f"parity on {result['n']} test images: max |logit diff| {result['max_abs_diff']:.2e}, "
         f"top-1 agreement {result['top1_agreement']:.4f}")
@@ -537,7 +597,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
 
     artifacts.write_json_atomic(run_dir / HISTORY_FILE, {"recipe": recipe.asdict(), "epochs": history,
                                                          "steps": steps})
-    plot_history(history, steps, run_dir / CURVES_FILE)
+    plot_history(history, steps, run_dir / CURVES_FILE, recipe.loss)
 
     manifest: Dict[str, Any] = {
         "model": recipe.model,
@@ -552,6 +612,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
         "class_names": list(data.CLASS_NAMES),
         "preprocess": "bilinear resize to input_size, scale to [0,1], NCHW float32 (vggbench.data.preprocess)",
         "recipe": recipe.asdict(),
+        "model_stats": export.exported_model_stats(run_dir, recipe.input_size),
         "train_images": history[-1]["train_images"],
         "train_seconds": sum(row["seconds"] for row in history),
         "test_accuracy": history[-1]["test_accuracy"],

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from typing import Optional
 
+from vggbench.backends import BACKENDS
 from vggbench.errors import VggbenchError
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
-BACKENDS = ("mxnet", "mxnet-hybrid", "ort-cpu", "ort-cuda", "ort-trt")
-MXNET_BACKENDS = ("mxnet", "mxnet-hybrid")
-GPU_BACKENDS = ("ort-cuda", "ort-trt")
+MXNET_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.family == "mxnet")
+GPU_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.device_kind == "gpu")
 
 
 def check_backend_name(backend: str) -> None:
+    """Raise a one-line VggbenchError unless ``backend`` is a key of :data:`vggbench.backends.BACKENDS`."""
     if backend not in BACKENDS:
         raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
 
@@ -43,7 +44,7 @@ def load_runtime(backend: str, run_dir, precision: str = "fp32", device: str = "
     if backend in MXNET_BACKENDS:
         from vggbench.runtimes.mxnet_runtime import MXNetRuntime
 
-        return MXNetRuntime(run_dir, hybrid=backend == "mxnet-hybrid", precision=precision,
+        return MXNetRuntime(run_dir, hybrid=BACKENDS[backend].hybrid, precision=precision,
                             device=device, threads=threads)
     from vggbench.runtimes.ort_runtime import ORTRuntime
 

@@ -19,7 +19,8 @@ class Runtime:
     - ``run(batch)``: end to end. Host float32 NCHW in, host logits out, finished when it returns.
     - ``stage(batch)`` then ``run_staged()``: compute only. The input is copied to the device once;
       each call computes and waits for the result without copying it back. On the CPU the two
-      modes differ only by the host copies.
+      modes differ only by the host copies. ``staged_output()`` copies the last result back, so
+      the compute-only path can be checked against ``run``.
     """
 
     backend: str = "?"
@@ -33,6 +34,10 @@ class Runtime:
         raise NotImplementedError
 
     def run_staged(self) -> None:
+        raise NotImplementedError
+
+    def staged_output(self) -> np.ndarray:
+        """The last ``run_staged`` result copied to the host (for checking it, never timed)."""
         raise NotImplementedError
 
     def info(self) -> Dict[str, Any]:

@@ -8,16 +8,15 @@ imported (the bench worker process does that).
 
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
 
+from vggbench._mxnet import import_mxnet
 from vggbench.artifacts import read_manifest, verify_file
 from vggbench.environment import gpus
-from vggbench.export import INPUT_NAME, PARAMS_FILE, SYMBOL_FILE
+from vggbench.export import PARAMS_FILE, SYMBOL_FILE, load_exported
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 # mxnet-cu117 was built before CUDA shipped Hopper (sm_90) support.
@@ -25,18 +24,12 @@ MXNET_MAX_COMPUTE_CAPABILITY = 8.9
 
 
 def mxnet_default_threads() -> int:
-    """The OpenMP thread count MXNet really uses when none is forced (src/engine/openmp.cc):
-    MXNET_OMP_MAX_THREADS, else OMP_NUM_THREADS, else *half* the processors on x86 (it assumes
-    hyper-threading; on a 2-vCPU VM without it, that is 1 thread)."""
-    import platform
+    """The OpenMP thread count MXNet uses in this process: what :func:`vggbench._mxnet.import_mxnet`
+    set (its :func:`~vggbench._mxnet.mxnet_threads`), else MXNet's own rule for the environment
+    (:func:`vggbench._mxnet.mxnet_default_threads`)."""
+    from vggbench import _mxnet
 
-    for name in ("MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    procs = os.cpu_count() or 1
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
-    return max(1, procs // 2) if x86 else procs
+    return _mxnet.mxnet_threads() or _mxnet.mxnet_default_threads()[0]
 
 
 def parse_device(device: str):
@@ -48,12 +41,13 @@ def parse_device(device: str):
 
 
 def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional[str]:
+    """Why the MXNet runners cannot run ``precision`` on ``device`` (cpu, gpu, gpu:N) here, or None."""
     if precision != "fp32":
         return f"the MXNet runners run fp32 only ({precision} variants are ONNX files: use ort-cpu/ort-cuda)"
     kind, index = parse_device(device)
     if kind == "cpu":
         return None
-    import mxnet as mx
+    mx = import_mxnet()
 
     if not mx.runtime.Features().is_enabled("CUDA"):
         return "this mxnet build has no CUDA (install the gpu extra: mxnet-cu117)"
@@ -78,7 +72,7 @@ def _load_exported_weights(net, params_path: Path, ctx) -> None:
     (``conv0_weight`` vs ``conv8_weight``); both lists follow construction order, so we pair
     them by position and check that every kind and shape matches.
     """
-    import mxnet as mx
+    mx = import_mxnet()
 
     saved = mx.nd.load(str(params_path))
     ours = list(net.collect_params().values())
@@ -94,13 +88,22 @@ def _load_exported_weights(net, params_path: Path, ctx) -> None:
 
 
 class MXNetRuntime(Runtime):
+    """The run dir's exported weights in MXNet.
+
+    - ``run_dir``: a run dir; the symbol and params files are checked against the manifest first.
+    - ``hybrid``: True loads the exported graph (``mxnet-hybrid``); False rebuilds the Gluon model
+      from the manifest and copies the weights in (``mxnet``, imperative).
+    - ``precision``: ``fp32`` only.
+    - ``device``: ``cpu``, ``gpu`` or ``gpu:N``.
+    - ``threads``: recorded only: MXNet's thread count is fixed when mxnet is imported.
+    """
+
     def __init__(self, run_dir, hybrid: bool = True, precision: str = "fp32", device: str = "cpu",
                  threads: Optional[int] = None):
         reason = unavailable_reason(precision, device)
         if reason:
             raise BackendUnavailable(reason)
-        import mxnet as mx
-        from mxnet import gluon
+        mx = import_mxnet()
 
         self.backend = "mxnet-hybrid" if hybrid else "mxnet"
         self.precision, self.device = precision, device
@@ -112,11 +115,7 @@ class MXNetRuntime(Runtime):
         params_path = verify_file(run_dir, manifest, PARAMS_FILE)
         size, channels = manifest["input_size"], manifest.get("in_channels", 1)
         if hybrid:
-            with warnings.catch_warnings():  # imports() warns that 'data' has no type: it is float32
-                warnings.simplefilter("ignore")
-                self._net = gluon.SymbolBlock.imports(str(symbol_path), [INPUT_NAME], str(params_path),
-                                                      ctx=self._ctx)
-            self._net.hybridize(static_alloc=True, static_shape=True)
+            self._net = load_exported(symbol_path, params_path, self._ctx)
         else:
             from vggbench.models import get_model
 
@@ -125,25 +124,29 @@ class MXNetRuntime(Runtime):
             self._net.initialize(ctx=self._ctx)
             self._net(mx.nd.zeros((1, channels, size, size), ctx=self._ctx)).wait_to_read()  # shapes
             _load_exported_weights(self._net, params_path, self._ctx)
-        self._staged = None
+        self._staged = self._staged_output = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        import mxnet as mx
+        mx = import_mxnet()
 
         out = self._net(mx.nd.array(batch, ctx=self._ctx))
         return out.asnumpy()  # asnumpy waits for the result
 
     def stage(self, batch: np.ndarray) -> None:
-        import mxnet as mx
+        mx = import_mxnet()
 
         self._staged = mx.nd.array(batch, ctx=self._ctx)
         self._staged.wait_to_read()
 
     def run_staged(self) -> None:
-        self._net(self._staged).wait_to_read()
+        self._staged_output = self._net(self._staged)
+        self._staged_output.wait_to_read()
+
+    def staged_output(self) -> np.ndarray:
+        return self._staged_output.asnumpy()
 
     def info(self) -> Dict[str, Any]:
-        import mxnet as mx
+        mx = import_mxnet()
 
         info = super().info()
         info.update({"threads": self.threads, "mxnet": mx.__version__,
@@ -152,4 +155,4 @@ class MXNetRuntime(Runtime):
         return info
 
     def close(self) -> None:
-        self._net = self._staged = None
+        self._net = self._staged = self._staged_output = None

@@ -8,19 +8,24 @@ and refuse to report a CPU number under a GPU name.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from vggbench.artifacts import ONNX_VARIANT_FILES, read_manifest, verify_file
+from vggbench.errors import VggbenchError
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
              "ort-trt": "TensorrtExecutionProvider"}
 CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+GRAPH_OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+                             "basic": "ORT_ENABLE_BASIC", "none": "ORT_DISABLE_ALL"}
 
 
 def unavailable_reason(backend: str, precision: str = "fp32") -> Optional[str]:
+    """Why ``backend`` (``ort-cpu``/``ort-cuda``/``ort-trt``) cannot run the ``precision`` file here,
+    or None when it can."""
     import onnxruntime as ort
 
     if precision not in ONNX_VARIANT_FILES:
@@ -35,9 +40,20 @@ def unavailable_reason(backend: str, precision: str = "fp32") -> Optional[str]:
     return None
 
 
-def _provider_options(backend: str, device_id: int, cudnn_conv_algo_search: str,
-                      gpu_mem_limit: Optional[int], cudnn_conv_use_max_workspace: bool,
-                      trt_fp16: bool):
+def provider_options(backend: str, device_id: int = 0, cudnn_conv_algo_search: str = "EXHAUSTIVE",
+                     gpu_mem_limit: Optional[int] = None, cudnn_conv_use_max_workspace: bool = True,
+                     trt_fp16: bool = False) -> List[Union[str, Tuple[str, Dict[str, Any]]]]:
+    """The ``providers`` list for an ONNX Runtime session on ``backend``.
+
+    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
+    - ``device_id``: the GPU index (GPU backends only).
+    - ``cudnn_conv_algo_search``: one of :data:`CUDNN_CONV_ALGO_SEARCH` (CUDA provider option).
+    - ``gpu_mem_limit``: the CUDA arena's limit in bytes; None or 0 means no limit.
+    - ``cudnn_conv_use_max_workspace``: let cuDNN pick algorithms that need a large workspace.
+    - ``trt_fp16``: let TensorRT build float16 kernels (``ort-trt`` only).
+
+    ``ort-trt`` lists the CUDA provider after TensorRT for the ops TensorRT cannot take.
+    """
     if backend == "ort-cpu":
         return [PROVIDERS[backend]]
     if cudnn_conv_algo_search not in CUDNN_CONV_ALGO_SEARCH:
@@ -54,7 +70,72 @@ def _provider_options(backend: str, device_id: int, cudnn_conv_algo_search: str,
     return providers
 
 
+def make_session(model: Union[str, os.PathLike, bytes, Any], backend: str = "ort-cpu",
+                 threads: Optional[int] = None, graph_optimization: str = "all",
+                 providers: Optional[Sequence[Any]] = None, log_severity_level: int = 3,
+                 optimized_model_path: Optional[Union[str, os.PathLike]] = None):
+    """The one place vggbench creates an ``onnxruntime.InferenceSession``.
+
+    - ``model``: an ONNX file path, the serialized model (bytes) or an ``onnx.ModelProto``.
+    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``: the provider the session must really
+      get. ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start; that
+      raises :class:`BackendUnavailable` here instead of timing the CPU under a GPU name.
+    - ``threads``: intra-op threads; None or 0 lets ONNX Runtime choose (one per physical core).
+    - ``graph_optimization``: ``all`` (default), ``extended``, ``basic`` or ``none``.
+    - ``providers``: the providers list; None means :func:`provider_options` of ``backend``.
+    - ``log_severity_level``: ONNX Runtime's log level (3: errors only).
+    - ``optimized_model_path``: when given, ONNX Runtime also writes the optimized graph there
+      (offline optimization).
+    """
+    import onnxruntime as ort
+
+    if backend not in PROVIDERS:
+        raise VggbenchError(f"unknown ONNX Runtime backend {backend!r}; choose from {', '.join(PROVIDERS)}")
+    if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+        raise VggbenchError(f"unknown graph optimization {graph_optimization!r}; choose from "
+                            f"{', '.join(GRAPH_OPTIMIZATION_LEVELS)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               GRAPH_OPTIMIZATION_LEVELS[graph_optimization])
+    options.intra_op_num_threads = threads or 0
+    options.log_severity_level = log_severity_level
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = str(model)
+    session = ort.InferenceSession(model, options,
+                                   providers=list(providers) if providers is not None else provider_options(backend))
+    got = session.get_providers()[0]
+    if got != PROVIDERS[backend]:
+        raise BackendUnavailable(f"onnxruntime fell back to {got} instead of {PROVIDERS[backend]} "
+                                 f"(GPU or its libraries not usable here)")
+    return session
+
+
+def session_predictor(session) -> Callable[[np.ndarray], np.ndarray]:
+    """``session`` (one input, logits first output) as a function host batch -> host logits."""
+    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return session.run([output_name], {input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    return predict
+
+
 class ORTRuntime(Runtime):
+    """The run dir's ONNX file for ``precision`` in an ONNX Runtime session on ``backend``.
+
+    - ``run_dir``: a run dir; the file is checked against the manifest's sha256 first.
+    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
+    - ``precision``: ``fp32``, ``opt``, ``int8`` or ``fp16`` (a key of ``ONNX_VARIANT_FILES``).
+    - ``threads``: intra-op threads; None lets ONNX Runtime choose.
+    - ``device_id``, ``cudnn_conv_algo_search``, ``gpu_mem_limit``, ``cudnn_conv_use_max_workspace``:
+      GPU provider options (see :func:`provider_options`).
+    - ``graph_optimization``: ``all``, ``extended``, ``basic`` or ``none`` (see :func:`make_session`).
+    """
+
     def __init__(self, run_dir, backend: str = "ort-cpu", precision: str = "fp32",
                  threads: Optional[int] = None, device_id: int = 0,
                  cudnn_conv_algo_search: str = "EXHAUSTIVE", gpu_mem_limit: Optional[int] = None,
@@ -62,28 +143,16 @@ class ORTRuntime(Runtime):
         reason = unavailable_reason(backend, precision)
         if reason:
             raise BackendUnavailable(reason)
-        import onnxruntime as ort
-
         self.backend, self.precision = backend, precision
         self.device = "cpu" if backend == "ort-cpu" else f"cuda:{device_id}"
         self._device_id = device_id
         manifest = read_manifest(run_dir)
         model_path = verify_file(run_dir, manifest, ONNX_VARIANT_FILES[precision])
-        options = ort.SessionOptions()
-        options.graph_optimization_level = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[graph_optimization]
-        options.intra_op_num_threads = threads or 0
-        options.log_severity_level = 3
         self.threads = threads or os.cpu_count()
-        providers = _provider_options(backend, device_id, cudnn_conv_algo_search, gpu_mem_limit,
-                                      cudnn_conv_use_max_workspace, precision == "fp16")
-        self._session = ort.InferenceSession(str(model_path), options, providers=providers)
-        got = self._session.get_providers()[0]
-        if got != PROVIDERS[backend]:
-            raise BackendUnavailable(f"onnxruntime fell back to {got} instead of {PROVIDERS[backend]} "
-                                     f"(GPU or its libraries not usable here)")
+        providers = provider_options(backend, device_id, cudnn_conv_algo_search, gpu_mem_limit,
+                                     cudnn_conv_use_max_workspace, precision == "fp16")
+        self._session = make_session(model_path, backend, threads=threads, graph_optimization=graph_optimization,
+                                     providers=providers)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self._options = {"providers": self._session.get_providers(), "graph_optimization": graph_optimization,

@@ -1,0 +1,208 @@
+"""Multi-stage orchestration: ``compare`` (optionally training what is missing), ``train-export
+--optimize``, the zoo listing and the lesson's exercises.
+
+Stages meet only at run dirs: this module calls each stage's public entry point
+(``train.train_export``, ``optimize.optimize_run_dir``, ``bench.sweep``) and hands run dir paths
+between them; rendering is :mod:`vggbench.report`'s, writing files :mod:`vggbench.artifacts`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from vggbench import results as R
+from vggbench.artifacts import MANIFEST_NAME, check_output_file, read_manifest, write_bytes_atomic
+from vggbench.errors import VggbenchError
+
+Log = Callable[[str], None]
+
+
+def zoo_rows(sizes: Iterable[int] = (96, 224), width_ratio: float = 1.0, classes: int = 10,
+             in_channels: int = 1) -> List[Dict[str, Any]]:
+    """One row per model of the zoo: config, and parameters and GFLOPs per input size.
+
+    Parameters:
+        sizes: input sizes.
+        width_ratio: conv channels divided by this.
+        classes: output classes.
+        in_channels: image channels.
+    """
+    from vggbench.models import MODEL_NAMES, model_stats
+
+    rows = []
+    for name in MODEL_NAMES:
+        per_size = [model_stats(name, size, classes, in_channels, width_ratio) for size in sizes]
+        row = {"model": name, "config": per_size[0]["config"], "width_ratio": width_ratio,
+               "classes": classes, "in_channels": in_channels}
+        for stats in per_size:
+            row[f"params_{stats['input_size']}"] = stats["params"]
+            row[f"gflops_{stats['input_size']}"] = stats["gflops"]
+        rows.append(row)
+    return rows
+
+
+def train_export_and_optimize(model: str, optimize: bool = False, **train_options) -> Path:
+    """``vggbench train-export [--optimize]``: train, export, and optionally build the variants.
+
+    Parameters:
+        model: model name.
+        optimize: also run ``vggbench optimize`` on the new run dir.
+        train_options: :func:`vggbench.train.train_export`'s keyword arguments.
+    """
+    from vggbench.train import train_export
+
+    run_dir = train_export(model, **train_options)
+    if optimize:
+        from vggbench.optimize import optimize_run_dir
+
+        optimize_run_dir(run_dir, int8=True, fp16=True, data_dir=train_options.get("data_dir"),
+                         progress=train_options.get("progress", True),
+                         threads=train_options.get("threads"))
+    return run_dir
+
+
+def train_export_command(model: str, size: int, runs_dir: str = "runs", width_ratio: Optional[float] = None) -> str:
+    """The exact command that makes the missing run dir for ``model`` at ``size``.
+
+    Parameters:
+        model, size, width_ratio: what the run should be.
+        runs_dir: where run dirs live.
+    """
+    command = f"vggbench train-export {model} --size {size}"
+    if width_ratio is not None and width_ratio != 1.0:
+        command += f" --width-ratio {width_ratio:g}"
+    if str(runs_dir) != "runs":
+        command += f" --out {runs_dir}"
+    return command
+
+
+def find_run_dirs(runs_dir="runs") -> List[str]:
+    """Run dirs (folders holding manifest.json) directly under ``runs_dir``, sorted."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return [str(p.parent) for p in sorted(root.glob(f"*/{MANIFEST_NAME}"))]
+
+
+def check_outputs(paths: Iterable[Optional[str]]) -> None:
+    """Refuse unwritable output files before any measuring (one line naming the path)."""
+    for path in paths:
+        if path:
+            check_output_file(path)
+
+
+def write_outputs(results: Dict[str, Any], json_path=None, csv_path=None, markdown_path=None,
+                  plot_path=None) -> List[str]:
+    """Write the results document and its renderings, each atomically; returns ``wrote ...`` lines.
+
+    Parameters:
+        results: a results document.
+        json_path, csv_path, markdown_path, plot_path: files to write (None = skip).
+    """
+    from vggbench import report
+
+    written = []
+    if json_path:
+        R.write_results(json_path, results)
+        written.append(f"wrote results JSON: {json_path}")
+    if csv_path:
+        write_bytes_atomic(csv_path, report.csv_text(results["rows"]).encode())
+        written.append(f"wrote CSV: {csv_path}")
+    if markdown_path:
+        write_bytes_atomic(markdown_path, report.markdown_report(results).encode())
+        written.append(f"wrote Markdown: {markdown_path}")
+    if plot_path:
+        write_bytes_atomic(plot_path, report.throughput_png(results["rows"]))
+        written.append(f"wrote plot: {plot_path}")
+    return written
+
+
+def _select_run_dirs(run_dirs, models, sizes, width_ratio, runs_dir):
+    explicit = bool(run_dirs)
+    candidates = [str(d) for d in run_dirs] if explicit else find_run_dirs(runs_dir)
+    chosen, have = [], set()
+    for run_dir in candidates:
+        manifest = read_manifest(run_dir)
+        if models and manifest["model"] not in models:
+            continue
+        if sizes and manifest["input_size"] not in sizes:
+            continue
+        if width_ratio is not None and manifest.get("width_ratio", 1.0) != width_ratio:
+            continue
+        chosen.append(run_dir)
+        have.add((manifest["model"], manifest["input_size"]))
+    return explicit, chosen, have
+
+
+def compare(run_dirs: Optional[Sequence] = None, models: Optional[Sequence[str]] = None,
+            sizes: Optional[Sequence[int]] = None, backends: Optional[Sequence[str]] = None,
+            runs_dir="runs", width_ratio: Optional[float] = None, train: bool = False,
+            train_options: Optional[Dict] = None, from_files: Optional[Sequence] = None,
+            log: Optional[Log] = None, say: Log = print, **bench_options) -> Dict[str, Any]:
+    """``vggbench compare``: one results document across models, sizes and backends.
+
+    With ``from_files`` the rows come from saved results; otherwise the run dirs (given, or all in
+    ``runs_dir``) matching ``models``/``sizes``/``width_ratio`` are benchmarked with
+    :func:`vggbench.bench.sweep`. A requested model/size with no run dir is trained with
+    ``train=True``, else its exact train-export command is said.
+
+    Parameters:
+        run_dirs: run dirs to compare (default: every run dir in ``runs_dir``).
+        models, sizes, backends: filters (and, with ``train``, what to make).
+        runs_dir: where run dirs live (and where ``train`` writes).
+        width_ratio: only run dirs with this width ratio (and train with it).
+        train: train-export missing model/size pairs.
+        train_options: extra :func:`vggbench.train.train_export` arguments for ``train``.
+        from_files: saved results JSON files instead of measuring.
+        log: progress lines of the sweep (None = the sweep's default).
+        say: where the missing-run suggestions go.
+        bench_options: :func:`vggbench.bench.sweep`'s keyword arguments.
+    """
+    from vggbench.models import check_model_name
+
+    for model in models or ():
+        check_model_name(model)
+    if from_files:
+        if run_dirs or train:
+            raise VggbenchError("--from rebuilds tables from saved results; do not also give run dirs or --train")
+        results = R.load_results(from_files)
+        results["rows"] = R.filter_rows(results["rows"], models, sizes, backends)
+        if not results["rows"]:
+            raise VggbenchError(f"no rows in {', '.join(map(str, from_files))} match the "
+                                f"--models/--sizes/--backends filter")
+        return results
+    from vggbench import bench
+
+    explicit, chosen, have = _select_run_dirs(run_dirs, models, sizes, width_ratio, runs_dir)
+    wanted = []
+    if models or sizes:
+        for model in models or sorted({m for m, _ in have}):
+            for size in sizes or (96, 224):
+                if (model, size) not in have:
+                    wanted.append((model, size))
+    suggestions = []
+    for model, size in wanted:
+        if train:
+            from vggbench.train import train_export
+
+            options = dict(train_options or {})
+            if width_ratio is not None:
+                options["width_ratio"] = width_ratio
+            chosen.append(str(train_export(model, input_size=size, out=str(runs_dir), **options)))
+        else:
+            suggestions.append(f"no run for {model} at {size}: make it with `"
+                               f"{train_export_command(model, size, runs_dir, width_ratio)}` (or add --train)")
+    for line in suggestions:
+        say(line)
+    if not chosen:
+        hint = "; ".join(suggestions) or (
+            f"make one with `{train_export_command('vgg11', 96, runs_dir, width_ratio)}`")
+        where = "the given run dirs" if explicit else f"{runs_dir}/"
+        raise VggbenchError(f"nothing to compare: no run dir in {where} matches; {hint}")
+    kwargs = dict(bench_options)
+    if log is not None:
+        kwargs["log"] = log
+    results = bench.sweep(chosen, backends=backends, **kwargs)
+    results["settings"]["missing_runs"] = suggestions
+    return results
