@@ -1,38 +1,159 @@
-"""One training step of the project's own loop (``vggbench.train.train_epoch`` over one batch).
+"""Training throughput: train-step images/s of vggbench's own loop, all cores against one thread.
 
-Forward, loss, backward and the SGD update on a hybridized network, on real Fashion-MNIST
-images; ``mx.nd.waitall()`` makes sure the (asynchronous) weight update is finished in the round.
+One round is one training step exactly as ``train-export`` runs it: the recipe's network
+(:func:`vggbench.train.build_network`) and trainer (:func:`vggbench.train.build_trainer`), one
+batch through :func:`vggbench.train.train_epoch` (forward, loss, backward, optimizer update), then
+``mx.nd.waitall()`` so the asynchronous update is finished inside the round. The case is the one
+issue 14 names: vgg11_bn at width 1/8, 96x96, batch 64 of real Fashion-MNIST training images.
+
+MXNet sizes its OpenMP pool once, when it is first imported, so a thread count cannot change inside
+one process (and this suite's conftest pins the suite's own process to ``VGGBENCH_BENCH_THREADS``).
+Each thread count therefore runs in a worker process of its own, started with ``OMP_NUM_THREADS``
+set before its first import of mxnet. The benchmark times, here, one request/reply per step: the
+worker runs the step, waits for it and answers. The bare request/reply round trip is measured too
+(``round_trip_overhead_ms`` in extra_info), so the numbers say what they include.
+
+extra_info: ``kind=train_step``, ``thread_setting`` (``all-cores`` or ``1-thread``), ``threads``
+(what the worker's MXNet really runs with), ``images_per_round`` and, after the rounds,
+``images_per_s`` (batch / median round). A ratio floor pairs the two settings of the same case on
+``thread_setting`` (the gate's floors live in benchmarks/gate.py).
+
+Run one quick invocation with ``pytest benchmarks/test_training.py --benchmark-disable`` (one step
+per setting, untimed), the real thing with the suite (``tox -e bench``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
 import pytest
 
+MODEL, WIDTH_RATIO, INPUT_SIZE, BATCH_SIZE = "vgg11_bn", 8.0, 96, 64
+WARMUP_STEPS = 2  # untimed, in the worker's setup: one-time primitive creation and graph building
+PINGS = 20
+REPLY = "vggbench-train-worker:"
+STARTUP_TIMEOUT_S = 300.0
 
-@pytest.mark.benchmark(min_rounds=5)
-def test_train_step(benchmark, suite, case, test_images):
-    from vggbench import data, train
-    from vggbench._mxnet import import_mxnet
 
-    mx = import_mxnet()
-    gluon = mx.gluon
+def _thread_settings():
+    from vggbench.environment import physical_cores
 
-    recipe = train.Recipe(model=case.model, input_size=case.input_size, width_ratio=case.width_ratio,
-                          batch_size=suite.batch_size)
+    return {"all-cores": physical_cores(), "1-thread": 1}
+
+
+THREAD_SETTINGS = _thread_settings()
+
+
+# --- the worker process --------------------------------------------------------------------------
+
+def _reply(message: dict) -> None:
+    sys.stdout.write(REPLY + json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def worker_main() -> None:
+    """Worker: read the case from stdin, build it, then one reply per request line
+    (``step``: one training step, finished; ``ping``: nothing, to time the round trip)."""
+    spec = json.loads(sys.stdin.readline())
+    from vggbench import _mxnet, data, train
+
+    mx = _mxnet.import_mxnet()
+    recipe = train.Recipe(model=spec["model"], input_size=spec["input_size"], width_ratio=spec["width_ratio"],
+                          batch_size=spec["batch_size"])
     contexts = [mx.cpu()]
     net = train.build_network(recipe, contexts)
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": recipe.lr})
-    images, labels = test_images
-    one_batch = [(mx.nd.array(data.preprocess(images[:suite.batch_size], case.input_size)),
-                  mx.nd.array(labels[:suite.batch_size]))]
+    trainer, loss_fn = train.build_trainer(net, recipe), recipe.make_loss()
+    images, labels = data.load_split(spec["data_dir"], True, recipe.batch_size, seed=0)
+    batch = [(mx.nd.array(data.preprocess(images, recipe.input_size)), mx.nd.array(labels))]
 
-    def step():
-        stats = train.train_epoch(net, trainer, one_batch, contexts, 1, 1, recipe.lr, progress=False)
+    def step() -> int:
+        stats = train.train_epoch(net, trainer, loss_fn, batch, contexts, 1, 1, recipe.lr, progress=False)
         mx.nd.waitall()
-        return stats
+        return stats["train_images"]
 
-    benchmark.group = f"training step {case.id} batch {suite.batch_size}"
-    benchmark.extra_info.update(suite.info(case, kind="train_step", backend="mxnet-hybrid", precision="fp32",
-                                           images_per_round=suite.batch_size))
-    stats = benchmark(step)
-    assert stats["train_images"] == suite.batch_size
+    for _ in range(spec["warmup_steps"]):
+        step()
+    _reply({"ready": True, "threads": _mxnet.mxnet_threads()})
+    for line in sys.stdin:
+        _reply({"train_images": step()} if line.strip() == "step" else {})
+
+
+class TrainWorker:
+    """The parent's end of one worker process at ``threads`` OpenMP threads."""
+
+    def __init__(self, threads: int, data_dir: Path):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+        env.pop("MXNET_OMP_MAX_THREADS", None)  # it would override OMP_NUM_THREADS
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env,
+                                         cwd=Path(__file__).resolve().parents[1])
+        spec = {"model": MODEL, "width_ratio": WIDTH_RATIO, "input_size": INPUT_SIZE, "batch_size": BATCH_SIZE,
+                "data_dir": str(data_dir), "warmup_steps": WARMUP_STEPS}
+        self.ready = self._request(json.dumps(spec))
+
+    def _request(self, line: str) -> dict:
+        self._process.stdin.write(line + "\n")
+        self._process.stdin.flush()
+        for out in self._process.stdout:
+            if out.startswith(REPLY):
+                return json.loads(out[len(REPLY):])
+        self._stderr.seek(0)
+        tail = self._stderr.read().decode(errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError(f"training worker exited ({self._process.wait()}): " + " | ".join(tail))
+
+    def step(self) -> dict:
+        return self._request("step")
+
+    def round_trip_overhead_ms(self) -> float:
+        times = []
+        for _ in range(PINGS):
+            start = time.perf_counter()
+            self._request("ping")
+            times.append(time.perf_counter() - start)
+        return 1e3 * sorted(times)[len(times) // 2]
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+        self._stderr.close()
+
+
+@pytest.fixture(scope="module", params=list(THREAD_SETTINGS), ids=list(THREAD_SETTINGS))
+def train_worker(request, data_dir):
+    worker = TrainWorker(THREAD_SETTINGS[request.param], data_dir)
+    worker.setting = request.param
+    yield worker
+    worker.close()
+
+
+# --- the benchmark ---------------------------------------------------------------------------------
+
+@pytest.mark.benchmark(min_rounds=5)
+def test_train_step(benchmark, suite, train_worker):
+    threads = train_worker.ready["threads"]
+    assert threads == THREAD_SETTINGS[train_worker.setting], "the worker's MXNet did not take OMP_NUM_THREADS"
+    benchmark.group = f"training step {MODEL}-w{WIDTH_RATIO:g}-{INPUT_SIZE}px batch {BATCH_SIZE}"
+    benchmark.extra_info.update(suite.info(
+        model=MODEL, width_ratio=WIDTH_RATIO, input_size=INPUT_SIZE, batch_size=BATCH_SIZE, threads=threads,
+        thread_setting=train_worker.setting, kind="train_step", backend="mxnet-hybrid", precision="fp32",
+        images_per_round=BATCH_SIZE, round_trip_overhead_ms=train_worker.round_trip_overhead_ms()))
+    reply = benchmark(train_worker.step)
+    assert reply["train_images"] == BATCH_SIZE
+    if benchmark.stats is not None:  # None under --benchmark-disable
+        benchmark.extra_info["images_per_s"] = BATCH_SIZE / benchmark.stats.stats.median
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    worker_main()

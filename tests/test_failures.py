@@ -339,6 +339,7 @@ def _valid_manifest(**changes):
     (json.dumps(_valid_manifest()).replace("8.0", "NaN"), "not valid JSON .*NaN is not JSON"),
     ("[" * 100000 + "]" * 100000, "nested too deeply|not valid JSON"),
     (json.dumps(_valid_manifest(manifest_version=True)), "manifest_version True"),
+    (json.dumps(_valid_manifest(model_stats={"params": "many"})), r"key 'model_stats'.'params' is a string"),
 ])
 def test_malformed_manifests_are_one_line_naming_the_file_and_key(tmp_path, text, message):
     (tmp_path / "manifest.json").write_text(text)
@@ -736,7 +737,7 @@ JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 
 @FUZZ
 @given(key=st.sampled_from(sorted(_valid_manifest()) + ["classes", "in_channels", "class_names", "test_limit",
-                                                        "train_seconds", "variants", "extra"]),
+                                                        "train_seconds", "model_stats", "extra"]),
        value=JSON_VALUES, cut=st.integers(0, 400), mode=st.sampled_from(["replace", "truncate", "whole"]))
 def test_fuzz_manifest_loading(key, value, cut, mode):
     manifest = _valid_manifest()
@@ -755,6 +756,8 @@ def test_fuzz_manifest_loading(key, value, cut, mode):
         assert isinstance(loaded["model"], str) and isinstance(loaded["input_size"], int)
         assert all(isinstance(n, str) and "/" not in n and len(d) == 64 for n, d in loaded["files"].items())
         assert all(isinstance(entry.get("flagged", False), bool) for entry in loaded.get("variants", {}).values())
+        if {"params", "flops_per_image"} <= set(loaded.get("model_stats", {})):
+            assert models.model_stats_from_manifest(loaded)["source"] == "manifest"
 
 
 # --- the command line -------------------------------------------------------------------------------

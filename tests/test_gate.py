@@ -215,3 +215,32 @@ def test_real_pytest_benchmark_output_goes_through_gate_and_table(tmp_path, caps
     assert {row["backend"] for row in rows} == {"mxnet-hybrid", "ort-cpu"}
     assert all(row["warmup"] and row["rounds"] == 5 for row in rows)
     assert "test_tiny[ort-cpu-0.001]" in capsys.readouterr().out
+
+
+def _paired(rounds_by_row, size=96):
+    """A benchmarks/test_paired.py benchmark: interleaved rounds of each (backend, precision)."""
+    rows = [{"backend": backend, "precision": precision, "round_images_per_s": rounds, "rounds": len(rounds),
+             "images_per_s": sorted(rounds)[len(rounds) // 2]} for (backend, precision), rounds in rounds_by_row.items()]
+    return _bench(f"paired[{size}]", None, None, 5000.0, size=size, kind="paired", paired_rows=rows)
+
+
+def test_the_gate_prefers_paired_rounds_and_fails_only_when_the_whole_interval_is_under_the_floor(tmp_path):
+    floor = RatioFloor(name="ort vs hybrid", faster={"kind": "inference", "backend": "ort-cpu", "precision": "fp32"},
+                       baseline={"kind": "inference", "backend": "mxnet-hybrid", "precision": "fp32"},
+                       floor=1.3, why="test")
+    drift = [40.0, 30.0, 44.0, 36.0, 41.0, 33.0, 39.0, 35.0, 42.0, 31.0]  # the machine's speed moves
+    # separately timed medians say 0.9x (under the floor); the pairs say 1.5x: the pairs win
+    fast = _write(tmp_path / "fast.json", _suite(ort_96=78.0) + [_paired({
+        ("mxnet-hybrid", "fp32"): drift, ("ort-cpu", "fp32"): [1.5 * v for v in drift]})])
+    [check] = [c for c in ratio_checks(load_rows([fast]), [floor]) if c["ratio"] == "ort vs hybrid"]
+    assert check["status"] == "pass" and check["value"] == pytest.approx(1.5)
+    assert check["stat"].startswith("paired rounds (10)") and check["ci_low"] <= 1.5 <= check["ci_high"]
+    slow = _write(tmp_path / "slow.json", [_paired({
+        ("mxnet-hybrid", "fp32"): drift, ("ort-cpu", "fp32"): [1.1 * v for v in drift]})])
+    [check] = ratio_checks(load_rows([slow]), [floor])
+    assert check["status"] == "FAIL" and check["ci_high"] < 1.3
+    noisy = [v * f for v, f in zip(drift, (1.6, 1.0, 1.5, 1.1, 1.4, 1.2, 1.3, 1.0, 1.6, 1.2))]
+    unclear = _write(tmp_path / "unclear.json", [_paired({("mxnet-hybrid", "fp32"): drift, ("ort-cpu", "fp32"): noisy})])
+    [check] = ratio_checks(load_rows([unclear]), [floor])
+    assert check["value"] < 1.3 <= check["ci_high"] and check["status"] == "pass (unclear)"
+    assert run_gate([slow], [floor], out=open("/dev/null", "w")) == 1

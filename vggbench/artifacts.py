@@ -291,6 +291,12 @@ _MANIFEST_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], 
     "versions": ((dict,), False, None, ""),
     "device": ((dict,), False, None, ""),
     "timestamps": ((dict,), False, None, ""),
+    "model_stats": ((dict,), False, None, ""),
+}
+# manifest["model_stats"], counted on the exported graph (models.model_stats_from_manifest reads it).
+_MODEL_STATS_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], str]] = {
+    "params": ((int,), False, lambda v: v >= 0, ">= 0"),
+    "flops_per_image": ((int,), False, lambda v: v >= 0, ">= 0"),
 }
 # Fields of manifest["variants"][precision] that later stages read.
 _VARIANT_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], str]] = {
@@ -348,6 +354,7 @@ def check_manifest(manifest: Any, source: str = MANIFEST_NAME) -> None:
         raise VggbenchError(f"{source}: manifest_version {version!r}, this vggbench reads {MANIFEST_VERSION}; "
                             f"re-run train-export with this version")
     _check_fields(manifest, _MANIFEST_SCHEMA, source, "")
+    _check_fields(manifest.get("model_stats", {}), _MODEL_STATS_SCHEMA, source, "'model_stats'.")
     for name, digest in manifest["files"].items():
         if not is_plain_name(name):
             raise VggbenchError(f"{source}: key 'files' names {_short(name)}, not a plain file name in the run "

@@ -483,7 +483,7 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         log: progress lines.
         command: worker command line (tests).
     """
-    from vggbench.environment import collect_environment, load_average
+    from vggbench.environment import collect_environment, load_average, theoretical_fma_peak_gflops
 
     explicit = backends is not None
     backends = check_backends(backends if explicit else DEFAULT_BACKENDS)
@@ -518,6 +518,7 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
                 "models": list(infos.values())}
     environment = collect_environment()
     environment["load_average_before"] = load_average()
+    environment["theoretical_peak"] = theoretical_fma_peak_gflops(threads)
     work_dir = Path(tempfile.mkdtemp(prefix="vggbench-bench-"))
     try:
         # One probe answers for every explicitly named backend (so an unavailable one fails before

@@ -815,9 +815,11 @@ def first_error_line(log_text: str) -> Optional[str]:
     prefix (e.g. ``Failed to load library libonnxruntime_providers_cuda.so with error: ...``)."""
     for line in log_text.splitlines():
         if re.search(r"\[[EW]:onnxruntime|error|failed", line, re.IGNORECASE):
-            text = re.sub(r"^.*?\[[EWIV]:onnxruntime:[^\]]*\]\s*(\[[^\]]*\]\s*)?", "", line).strip()
+            text = re.sub(r"^.*?\[[EWIV]:onnxruntime:[^\]]*\]\s*", "", line).strip()
+            status = text.find("[ONNXRuntimeError]")  # "<source location> [ONNXRuntimeError] : 1 : FAIL : ..."
+            text = summarize_error(text[status:] if status >= 0 else text)
             if text:
-                return text[:300]
+                return text
     return None
 
 

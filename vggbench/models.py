@@ -231,9 +231,10 @@ def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: f
 def graph_stats(graph, input_shape: Sequence[int]) -> Dict[str, int]:
     """Trainable parameters and forward FLOPs per image, read from the network's own graph.
 
-    - ``graph``: a Gluon block (traced symbolically) or an ``mx.sym.Symbol`` whose input is
-      named ``data``, such as an exported ``model-symbol.json``.
-    - ``input_shape``: ``(N, channels, height, width)``; N is ignored (FLOPs are per image).
+    Parameters:
+        graph: a Gluon block (traced symbolically) or an ``mx.sym.Symbol`` whose input is
+            named ``data``, such as an exported ``model-symbol.json``.
+        input_shape: ``(N, channels, height, width)``; N is ignored (FLOPs are per image).
 
     MXNet's shape inference gives every weight and every layer output, so nothing is allocated
     or computed: the full-width ImageNet VGG-19 at 224 costs milliseconds. FLOPs are 2 x

@@ -38,6 +38,7 @@ import numpy as np
 
 from vggbench import artifacts, data
 from vggbench.artifacts import ONNX_VARIANT_FILES
+from vggbench.backends import VARIANT_TARGET
 from vggbench.environment import utc_now
 from vggbench.errors import VggbenchError
 from vggbench.export import make_portable_file
@@ -52,8 +53,6 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIB_METHOD = "minmax"
 CALIB_BATCH_SIZE = 32
 EVAL_BATCH_SIZE = 64
-# Which backends a variant is meant for (bench shows the others as "unavailable").
-VARIANT_FOR = {"opt": "ort-cpu", "int8": "ort-cpu", "fp16": "ort-cuda"}
 # Measured on this project's AMD EPYC (Zen 3: AVX2, no VNNI) with VGG-11 at 96: uint8 activations
 # with int8 weights (U8S8) is the fast MLAS path (uint8 weights ran no faster than fp32; int8
 # activations run as U8S8 anyway; QOperator format and per-tensor weights were no faster).
@@ -283,16 +282,18 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                      log: Callable[[str], None] = print) -> Dict[str, Dict[str, Any]]:
     """Write the requested variants next to ``run_dir/model.onnx`` and record them in the manifest.
 
-    - ``run_dir``: a run dir made by train-export; its ``model.onnx`` is checked first.
-    - ``opt``, ``int8``, ``fp16``: which variants to build.
-    - ``calib_images``, ``calib_method``: INT8 calibration on that many training images
-      (:data:`CALIBRATION_METHODS`).
-    - ``data_dir``: the Fashion-MNIST files.
-    - ``max_accuracy_drop_points``: a variant losing more test accuracy than this is flagged.
-    - ``seed``: which calibration images, and which test images with ``accuracy_limit``.
-    - ``accuracy_limit``: measure on a fixed-seed subset of the test split instead of all of it
-      (for tests); the entry's ``n_test`` says which.
-    - ``progress``: tqdm bars; ``log``: where the summary lines go.
+    Parameters:
+        run_dir: a run dir made by train-export; its ``model.onnx`` is checked first.
+        opt, int8, fp16: which variants to build.
+        calib_images, calib_method: INT8 calibration on that many training images
+            (:data:`CALIBRATION_METHODS`).
+        data_dir: the Fashion-MNIST files.
+        max_accuracy_drop_points: a variant losing more test accuracy than this is flagged.
+        seed: which calibration images, and which test images with ``accuracy_limit``.
+        accuracy_limit: measure on a fixed-seed subset of the test split instead of all of it
+            (for tests); the entry's ``n_test`` says which.
+        progress: show tqdm bars.
+        log: where the summary lines go.
 
     Returns ``manifest["variants"]`` after the update (all variants, including ones from earlier
     runs that were not rebuilt now).
@@ -372,7 +373,7 @@ def _variant_entry(precision: str, name: str, path: Path, measured: Dict[str, An
 
     drop = measured["accuracy_drop_points"]  # from counts: a drop of exactly max_drop is not flagged
     entry = {"file": name, "sha256": artifacts.sha256_file(path), "size_bytes": os.path.getsize(path),
-             "for": VARIANT_FOR[precision], "test_accuracy": measured["candidate_accuracy"],
+             "for": VARIANT_TARGET[precision], "test_accuracy": measured["candidate_accuracy"],
              "n_test": measured["n"], "fp32_test_accuracy": measured["reference_accuracy"],
              "accuracy_drop_points": drop, "max_accuracy_drop_points": float(max_drop),
              "flagged": bool(drop > max_drop), "top1_agreement": measured["top1_agreement"],

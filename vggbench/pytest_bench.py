@@ -65,7 +65,11 @@ def benchmark_rows(document: Mapping[str, Any], source: str = "") -> List[Dict[s
         row["warmup"] = bool((bench.get("options") or {}).get("warmup"))
         images = row.get("images_per_round")
         row["images_per_s"] = images / stats["median"] if images and stats["median"] else None
+        paired = row.pop("paired_rows", None)
         rows.append(row)
+        for entry in paired or ():  # one row per backend of an interleaved sweep (benchmarks/test_paired.py)
+            rows.append(dict(row, name=f"{row['name']}[{entry['backend']}-{entry['precision']}]", **entry,
+                             median_s=None, min_s=None, mean_s=None, paired=True))
     return rows
 
 
@@ -162,6 +166,10 @@ def ratio_checks(rows: Sequence[Mapping[str, Any]], floors: Sequence[RatioFloor]
         raise VggbenchError(f"unknown statistic {stat!r}; choose from {', '.join(STATS)}")
     checks = []
     for floor in floors:
+        paired = paired_check(rows, floor)
+        if paired:
+            checks.append(paired)
+            continue
         fast = [row for row in rows if _selected(row, floor.faster)]
         slow = [row for row in rows if _selected(row, floor.baseline)]
         found = False
@@ -199,6 +207,47 @@ def ratio_checks(rows: Sequence[Mapping[str, Any]], floors: Sequence[RatioFloor]
     return checks
 
 
+def paired_check(rows: Sequence[Mapping[str, Any]], floor: RatioFloor) -> Optional[Dict[str, Any]]:
+    """The floor checked on interleaved rounds (``kind=paired`` rows), or None when there are none.
+
+    The ratio is the median of the per-round ratios of the two rows and its bootstrap 95% CI
+    (:func:`vggbench.stats.summarize_speedup`), the same statistics ``vggbench compare`` prints.
+    FAIL when the whole interval lies under the floor (clearly slower); a median under the floor
+    whose interval reaches it is ``pass (unclear)``, not a failure: the noise cannot tell.
+
+    Parameters:
+        rows: rows from :func:`benchmark_rows`.
+        floor: the floor; its selectors are applied with ``kind`` replaced by ``paired``.
+    """
+    from vggbench.stats import summarize_speedup
+
+    def pick(selector):
+        wanted = dict(selector, kind="paired")
+        return [row for row in rows if row.get("paired") and _selected(row, wanted)]
+
+    for fast_row in pick(floor.faster):
+        key = tuple(fast_row.get(field) for field in floor.match) + (fast_row.get("file"),)
+        partners = [row for row in pick(floor.baseline)
+                    if tuple(row.get(field) for field in floor.match) + (row.get("file"),) == key]
+        if not partners:
+            continue
+        base_row = partners[0]
+        speedup = summarize_speedup(fast_row["round_images_per_s"], base_row["round_images_per_s"])
+        value, low, high = speedup["speedup"], speedup["speedup_ci_low"], speedup["speedup_ci_high"]
+        if floor.floor is None:
+            status = "info"
+        elif high is not None and high < floor.floor:
+            status = "FAIL"
+        else:
+            status = "pass" if value >= floor.floor else "pass (unclear)"
+        return {"ratio": floor.name, "faster": fast_row["name"], "baseline": base_row["name"],
+                "model": _model_label(fast_row), "input_size": fast_row.get("input_size"),
+                "batch_size": fast_row.get("batch_size"), "threads": fast_row.get("threads"),
+                "stat": f"paired rounds ({speedup['speedup_pairs']})", "value": value, "ci_low": low,
+                "ci_high": high, "floor": floor.floor, "status": status}
+    return None
+
+
 def gate_table(checks: Sequence[Mapping[str, Any]], tablefmt: str = "github") -> str:
     from vggbench.report import format_table
 
@@ -207,6 +256,7 @@ def gate_table(checks: Sequence[Mapping[str, Any]], tablefmt: str = "github") ->
                ("faster ms", lambda c: None if "faster_ms" not in c else f"{c['faster_ms']:.2f}"),
                ("baseline ms", lambda c: None if "baseline_ms" not in c else f"{c['baseline_ms']:.2f}"),
                ("x faster", lambda c: None if "value" not in c else f"{c['value']:.2f}x"),
+               ("95% CI", lambda c: None if c.get("ci_low") is None else f"{c['ci_low']:.2f}-{c['ci_high']:.2f}"),
                ("floor", lambda c: None if c["floor"] is None else f"{c['floor']:.2f}x"), ("result", "status")]
     return format_table(checks, columns, tablefmt=tablefmt)
 
@@ -216,7 +266,11 @@ def failure_lines(checks: Sequence[Mapping[str, Any]]) -> List[str]:
     for check in checks:
         if check["status"] != "FAIL":
             continue
-        if "value" in check:
+        if "ci_high" in check:
+            lines.append(f"FAIL {check['ratio']}: {check['model']} @{check['input_size']} batch "
+                         f"{check['batch_size']}: {check['value']:.2f}x, 95% CI {check['ci_low']:.2f}-"
+                         f"{check['ci_high']:.2f}x, all under the floor {check['floor']:.2f}x ({check['stat']})")
+        elif "value" in check:
             lines.append(f"FAIL {check['ratio']}: {check['model']} @{check['input_size']} batch "
                          f"{check['batch_size']}: {check['value']:.2f}x < floor {check['floor']:.2f}x "
                          f"({check['faster']} {check['faster_ms']:.2f} ms vs {check['baseline']} "
@@ -247,7 +301,7 @@ def run_gate(paths: Sequence, floors: Sequence[RatioFloor], stat: str = "median"
     failures = failure_lines(checks)
     for line in failures:
         print(line, file=out)
-    passed = sum(check["status"] == "pass" for check in checks)
+    passed = sum(check["status"].startswith("pass") for check in checks)
     print(f"ratio gate: {passed} passed, {len(failures)} failed, "
           f"{sum(c['status'] == 'skipped' for c in checks)} skipped, "
           f"{sum(c['status'] == 'info' for c in checks)} reported without a floor ({stat} times)", file=out)

@@ -185,9 +185,10 @@ def _peak_notes(rows: Sequence[Dict], env: Dict[str, Any]) -> List[str]:
         notes.append(f"peak {backend}: {peak:.1f} GOP/s, best of several GEMM sizes, fastest call ({kernel}); "
                      f"its rows' % peak = row GFLOP/s / this (int8 rows use the int8 GEMM).")
     theoretical = env.get("theoretical_peak") or {}
-    if theoretical.get("fp32_gflops"):
-        notes.append(f"theoretical FMA peak of the threads used: {theoretical['fp32_gflops']:.0f} GFLOP/s fp32 "
-                     f"({theoretical.get('derivation', 'cores x lanes x FMA units x 2 x clock')}).")
+    if theoretical.get("available"):
+        notes.append(f"theoretical peak of the threads used: {theoretical['fp32_gflops']:.0f} GFLOP/s fp32 "
+                     f"({theoretical['fp32_formula']}), {theoretical['int8_gops']:.0f} GOP/s int8 "
+                     f"({theoretical['int8_formula']}); clock: {theoretical['clock_source']}.")
     return notes
 
 

@@ -237,13 +237,15 @@ def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, e
                 progress: bool = True, record_every: int = 20) -> Dict[str, Any]:
     """One pass over ``loader`` with a tqdm bar (loss, running accuracy, images/s).
 
-    - ``net``, ``trainer``, ``loss_fn``: from :func:`build_network`, :func:`build_trainer` and
-      ``Recipe.make_loss``.
-    - ``loader``: yields ``(images, labels)`` NDArray batches (the global batch).
-    - ``contexts``: the MXNet devices; each batch is split over them.
-    - ``epoch``, ``epochs``: this epoch's number and the total, for the bar and the curve.
-    - ``lr``: the learning rate, named in the divergence message.
-    - ``progress``: show the tqdm bar; ``record_every``: batches per curve point.
+    Parameters:
+        net, trainer, loss_fn: from :func:`build_network`, :func:`build_trainer` and
+            ``Recipe.make_loss``.
+        loader: yields ``(images, labels)`` NDArray batches (the global batch).
+        contexts: the MXNet devices; each batch is split over them.
+        epoch, epochs: this epoch's number and the total, for the bar and the curve.
+        lr: the learning rate, named in the divergence message.
+        progress: show the tqdm bar.
+        record_every: batches per curve point.
 
     Returns the epoch's mean loss, accuracy, images, seconds and images/s, plus ``steps``: the mean
     loss/accuracy every ``record_every`` batches, so even a one-epoch run has a curve to plot.
@@ -478,17 +480,20 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
                  progress: bool = True, log: Log = _log) -> Path:
     """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path.
 
-    - ``model``, ``input_size``, ``epochs``, ``batch_size``, ``lr``, ``width_ratio``, ``seed``,
-      ``train_limit``, ``optimizer``, ``init``, ``loss``: the :class:`Recipe`.
-    - ``ctx``: the devices (:func:`resolve_contexts`).
-    - ``test_limit``: measure test accuracy on a fixed-seed subset of the test split (None: all).
-    - ``data_dir``: the Fashion-MNIST files (``data.resolve_data_dir``).
-    - ``out``, ``name``: the run dir is ``out/name``; ``name`` defaults to
-      ``artifacts.default_run_name`` (``vgg11-96``, ``vgg11-w8-96`` at width ratio 8).
-    - ``resume``: continue from the run dir's last checkpoint; ``force``: start over in it.
-    - ``parity_images``, ``parity_max_abs_diff``, ``parity_min_top1_agreement``: the MXNet vs ONNX
-      Runtime gate on the first test images.
-    - ``progress``: tqdm bars; ``log``: where the summary lines go.
+    Parameters:
+        model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
+            loss: the :class:`Recipe`.
+        ctx: the devices (:func:`resolve_contexts`).
+        test_limit: measure test accuracy on a fixed-seed subset of the test split (None: all).
+        data_dir: the Fashion-MNIST files (``data.resolve_data_dir``).
+        out, name: the run dir is ``out/name``; ``name`` defaults to
+            ``artifacts.default_run_name`` (``vgg11-96``, ``vgg11-w8-96`` at width ratio 8).
+        resume: continue from the run dir's last checkpoint.
+        force: start over in a run dir that holds a run.
+        parity_images, parity_max_abs_diff, parity_min_top1_agreement: the MXNet vs ONNX
+            Runtime gate on the first test images.
+        progress: show tqdm bars.
+        log: where the summary lines go.
 
     Everything a user can get wrong is checked before the run dir is created. ``manifest.json``
     is written last and only after the parity gate passes, so its presence means every file it

@@ -25,9 +25,16 @@ def check_backend_name(backend: str) -> None:
         raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
 
 
-def unavailable_reason(backend: str, precision: str = "fp32", device: str = "cpu") -> Optional[str]:
-    """Why ``backend`` cannot run ``precision`` on ``device`` here, or None when it can."""
+def _device(backend: str, device: Optional[str]) -> str:
+    """``device``, or the backend's own kind when None: ``cpu``, or ``gpu`` (GPU 0)."""
+    return device or BACKENDS[backend].device_kind
+
+
+def unavailable_reason(backend: str, precision: str = "fp32", device: Optional[str] = None) -> Optional[str]:
+    """Why ``backend`` (a key of :data:`vggbench.backends.BACKENDS`) cannot run ``precision`` on
+    ``device`` (cpu, gpu, gpu:N; None: the backend's kind) here, or None when it can."""
     check_backend_name(backend)
+    device = _device(backend, device)
     if backend in MXNET_BACKENDS:
         from vggbench.runtimes import mxnet_runtime
 
@@ -37,15 +44,24 @@ def unavailable_reason(backend: str, precision: str = "fp32", device: str = "cpu
     return ort_runtime.unavailable_reason(backend, precision)
 
 
-def load_runtime(backend: str, run_dir, precision: str = "fp32", device: str = "cpu",
+def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optional[str] = None,
                  threads: Optional[int] = None, **options) -> Runtime:
-    """Load the run dir's model for ``backend``; raises BackendUnavailable with the reason."""
+    """Load the run dir's model for ``backend``; raises BackendUnavailable with the reason.
+
+    Parameters:
+        backend: a key of :data:`vggbench.backends.BACKENDS`.
+        run_dir: a run dir; every file loaded is checked against the manifest's sha256 first.
+        precision: which ONNX file (``fp32``, ``opt``, ``int8``, ``fp16``); MXNet runs fp32 only.
+        device: ``cpu``, ``gpu`` or ``gpu:N`` (MXNet runners); None: the backend's kind.
+        threads: CPU threads (ONNX Runtime's intra-op threads; recorded for MXNet).
+        options: ONNX Runtime runner options (:class:`~vggbench.runtimes.ort_runtime.ORTRuntime`).
+    """
     check_backend_name(backend)
     if backend in MXNET_BACKENDS:
         from vggbench.runtimes.mxnet_runtime import MXNetRuntime
 
         return MXNetRuntime(run_dir, hybrid=BACKENDS[backend].hybrid, precision=precision,
-                            device=device, threads=threads)
+                            device=_device(backend, device), threads=threads)
     from vggbench.runtimes.ort_runtime import ORTRuntime
 
     return ORTRuntime(run_dir, backend=backend, precision=precision, threads=threads, **options)

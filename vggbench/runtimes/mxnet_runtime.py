@@ -15,6 +15,7 @@ import numpy as np
 
 from vggbench._mxnet import import_mxnet
 from vggbench.artifacts import read_manifest, verify_file
+from vggbench.backends import unsupported_reason
 from vggbench.environment import gpus
 from vggbench.export import PARAMS_FILE, SYMBOL_FILE, load_exported
 from vggbench.runtimes.base import BackendUnavailable, Runtime
@@ -42,8 +43,9 @@ def parse_device(device: str):
 
 def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional[str]:
     """Why the MXNet runners cannot run ``precision`` on ``device`` (cpu, gpu, gpu:N) here, or None."""
-    if precision != "fp32":
-        return f"the MXNet runners run fp32 only ({precision} variants are ONNX files: use ort-cpu/ort-cuda)"
+    reason = unsupported_reason("mxnet", precision)
+    if reason:
+        return reason
     kind, index = parse_device(device)
     if kind == "cpu":
         return None
@@ -90,12 +92,13 @@ def _load_exported_weights(net, params_path: Path, ctx) -> None:
 class MXNetRuntime(Runtime):
     """The run dir's exported weights in MXNet.
 
-    - ``run_dir``: a run dir; the symbol and params files are checked against the manifest first.
-    - ``hybrid``: True loads the exported graph (``mxnet-hybrid``); False rebuilds the Gluon model
-      from the manifest and copies the weights in (``mxnet``, imperative).
-    - ``precision``: ``fp32`` only.
-    - ``device``: ``cpu``, ``gpu`` or ``gpu:N``.
-    - ``threads``: recorded only: MXNet's thread count is fixed when mxnet is imported.
+    Parameters:
+        run_dir: a run dir; the symbol and params files are checked against the manifest first.
+        hybrid: True loads the exported graph (``mxnet-hybrid``); False rebuilds the Gluon model
+            from the manifest and copies the weights in (``mxnet``, imperative).
+        precision: ``fp32`` only.
+        device: ``cpu``, ``gpu`` or ``gpu:N``.
+        threads: recorded only: MXNet's thread count is fixed when mxnet is imported.
     """
 
     def __init__(self, run_dir, hybrid: bool = True, precision: str = "fp32", device: str = "cpu",

@@ -13,11 +13,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from vggbench.artifacts import ONNX_VARIANT_FILES, read_manifest, verify_file
+from vggbench.backends import BACKENDS, PRECISIONS, unsupported_reason
 from vggbench.errors import VggbenchError
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
-PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
-             "ort-trt": "TensorrtExecutionProvider"}
+PROVIDERS = {name: spec.provider for name, spec in BACKENDS.items() if spec.family == "ort"}
 CUDNN_CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 GRAPH_OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
                              "basic": "ORT_ENABLE_BASIC", "none": "ORT_DISABLE_ALL"}
@@ -28,16 +28,14 @@ def unavailable_reason(backend: str, precision: str = "fp32") -> Optional[str]:
     or None when it can."""
     import onnxruntime as ort
 
-    if precision not in ONNX_VARIANT_FILES:
-        return f"unknown precision {precision!r}; choose from {', '.join(ONNX_VARIANT_FILES)}"
+    if precision not in PRECISIONS:
+        return f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}"
     provider = PROVIDERS[backend]
     if provider not in ort.get_available_providers():
         hint = {"ort-cuda": "install the gpu extra (onnxruntime-gpu) on a machine with an NVIDIA GPU",
                 "ort-trt": "needs onnxruntime-gpu built with TensorRT and TensorRT libraries"}.get(backend, "")
         return f"onnxruntime {ort.__version__} has no {provider} here ({hint})"
-    if backend == "ort-cpu" and precision == "fp16":
-        return "fp16 model is for GPUs: the CPU provider has few fp16 kernels and would mostly cast back"
-    return None
+    return unsupported_reason(backend, precision)
 
 
 def provider_options(backend: str, device_id: int = 0, cudnn_conv_algo_search: str = "EXHAUSTIVE",
@@ -45,12 +43,13 @@ def provider_options(backend: str, device_id: int = 0, cudnn_conv_algo_search: s
                      trt_fp16: bool = False) -> List[Union[str, Tuple[str, Dict[str, Any]]]]:
     """The ``providers`` list for an ONNX Runtime session on ``backend``.
 
-    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
-    - ``device_id``: the GPU index (GPU backends only).
-    - ``cudnn_conv_algo_search``: one of :data:`CUDNN_CONV_ALGO_SEARCH` (CUDA provider option).
-    - ``gpu_mem_limit``: the CUDA arena's limit in bytes; None or 0 means no limit.
-    - ``cudnn_conv_use_max_workspace``: let cuDNN pick algorithms that need a large workspace.
-    - ``trt_fp16``: let TensorRT build float16 kernels (``ort-trt`` only).
+    Parameters:
+        backend: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
+        device_id: the GPU index (GPU backends only).
+        cudnn_conv_algo_search: one of :data:`CUDNN_CONV_ALGO_SEARCH` (CUDA provider option).
+        gpu_mem_limit: the CUDA arena's limit in bytes; None or 0 means no limit.
+        cudnn_conv_use_max_workspace: let cuDNN pick algorithms that need a large workspace.
+        trt_fp16: let TensorRT build float16 kernels (``ort-trt`` only).
 
     ``ort-trt`` lists the CUDA provider after TensorRT for the ops TensorRT cannot take.
     """
@@ -76,16 +75,17 @@ def make_session(model: Union[str, os.PathLike, bytes, Any], backend: str = "ort
                  optimized_model_path: Optional[Union[str, os.PathLike]] = None):
     """The one place vggbench creates an ``onnxruntime.InferenceSession``.
 
-    - ``model``: an ONNX file path, the serialized model (bytes) or an ``onnx.ModelProto``.
-    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``: the provider the session must really
-      get. ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start; that
-      raises :class:`BackendUnavailable` here instead of timing the CPU under a GPU name.
-    - ``threads``: intra-op threads; None or 0 lets ONNX Runtime choose (one per physical core).
-    - ``graph_optimization``: ``all`` (default), ``extended``, ``basic`` or ``none``.
-    - ``providers``: the providers list; None means :func:`provider_options` of ``backend``.
-    - ``log_severity_level``: ONNX Runtime's log level (3: errors only).
-    - ``optimized_model_path``: when given, ONNX Runtime also writes the optimized graph there
-      (offline optimization).
+    Parameters:
+        model: an ONNX file path, the serialized model (bytes) or an ``onnx.ModelProto``.
+        backend: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``: the provider the session must really
+            get. ONNX Runtime quietly falls back to the CPU when a GPU provider cannot start; that
+            raises :class:`BackendUnavailable` here instead of timing the CPU under a GPU name.
+        threads: intra-op threads; None or 0 lets ONNX Runtime choose (one per physical core).
+        graph_optimization: ``all`` (default), ``extended``, ``basic`` or ``none``.
+        providers: the providers list; None means :func:`provider_options` of ``backend``.
+        log_severity_level: ONNX Runtime's log level (3: errors only).
+        optimized_model_path: when given, ONNX Runtime also writes the optimized graph there
+            (offline optimization).
     """
     import onnxruntime as ort
 
@@ -127,13 +127,14 @@ def session_predictor(session) -> Callable[[np.ndarray], np.ndarray]:
 class ORTRuntime(Runtime):
     """The run dir's ONNX file for ``precision`` in an ONNX Runtime session on ``backend``.
 
-    - ``run_dir``: a run dir; the file is checked against the manifest's sha256 first.
-    - ``backend``: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
-    - ``precision``: ``fp32``, ``opt``, ``int8`` or ``fp16`` (a key of ``ONNX_VARIANT_FILES``).
-    - ``threads``: intra-op threads; None lets ONNX Runtime choose.
-    - ``device_id``, ``cudnn_conv_algo_search``, ``gpu_mem_limit``, ``cudnn_conv_use_max_workspace``:
-      GPU provider options (see :func:`provider_options`).
-    - ``graph_optimization``: ``all``, ``extended``, ``basic`` or ``none`` (see :func:`make_session`).
+    Parameters:
+        run_dir: a run dir; the file is checked against the manifest's sha256 first.
+        backend: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
+        precision: a key of :data:`vggbench.backends.PRECISIONS` (which ONNX file it runs).
+        threads: intra-op threads; None lets ONNX Runtime choose.
+        device_id, cudnn_conv_algo_search, gpu_mem_limit, cudnn_conv_use_max_workspace: GPU
+            provider options (see :func:`provider_options`).
+        graph_optimization: ``all``, ``extended``, ``basic`` or ``none`` (see :func:`make_session`).
     """
 
     def __init__(self, run_dir, backend: str = "ort-cpu", precision: str = "fp32",
@@ -147,7 +148,7 @@ class ORTRuntime(Runtime):
         self.device = "cpu" if backend == "ort-cpu" else f"cuda:{device_id}"
         self._device_id = device_id
         manifest = read_manifest(run_dir)
-        model_path = verify_file(run_dir, manifest, ONNX_VARIANT_FILES[precision])
+        model_path = verify_file(run_dir, manifest, ONNX_VARIANT_FILES[PRECISIONS[precision][0]])
         self.threads = threads or os.cpu_count()
         providers = provider_options(backend, device_id, cudnn_conv_algo_search, gpu_mem_limit,
                                      cudnn_conv_use_max_workspace, precision == "fp16")
