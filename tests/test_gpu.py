@@ -192,7 +192,8 @@ def test_cuda11_libraries_resolve_from_site_packages_in_dependency_order(tmp_pat
     assert missing == [] and [p.name for p in found] == [lib.soname for lib in gpu.CUDA11_LIBRARIES_FOR_MXNET]
     names = [p.name for p in found]
     assert names.index("libcublasLt.so.11") < names.index("libcublas.so.11") < names.index("libcusolver.so.11")
-    assert names.index("libcudnn_ops_infer.so.8") < names.index("libcudnn_cnn_infer.so.8") < names.index("libcudnn.so.8")
+    assert names.index("libcudnn_ops_infer.so.8") < names.index("libcudnn_cnn_infer.so.8") \
+        < names.index("libcudnn.so.8")
     assert found[0] == site / "nvidia" / "cuda_runtime" / "lib" / "libcudart.so.11.0"
     assert set(gpu.nvidia_library_dirs([site])) == {lib.component for lib in gpu.CUDA11_LIBRARIES_FOR_MXNET}
 
@@ -319,7 +320,8 @@ def test_tensorrt_options_cache_engines_and_build_one_explicit_profile(tmp_path)
     assert options["trt_fp16_enable"] == "0" and options["device_id"] == "0"
     engines, timing = Path(options["trt_engine_cache_path"]), Path(options["trt_timing_cache_path"])
     assert engines.is_dir() and timing.is_dir() and (tmp_path / "cache" / "tensorrt") in engines.parents
-    fp16 = gpu.tensorrt_provider_options(1, tmp_path / "cache", "data", (1, 224, 224), [1, 64], "fp16", opt_batch_size=1)
+    fp16 = gpu.tensorrt_provider_options(1, tmp_path / "cache", "data", (1, 224, 224), [1, 64], "fp16",
+                                         opt_batch_size=1)
     assert fp16["trt_fp16_enable"] == "1" and fp16["trt_profile_opt_shapes"] == "data:1x1x224x224"
     tf32 = gpu.tensorrt_provider_options(0, tmp_path / "cache", "data", (1, 96, 96), [1], "tf32")
     # engines are per precision (ORT's engine names mark fp16 but not TF32); the timing cache is shared
@@ -427,7 +429,8 @@ def test_library_version_numbers(formatter, value, text):
 
 def test_a_loaded_cuda_runtime_reports_its_own_version():
     """cudaRuntimeGetVersion needs no GPU: asked of a real CUDA runtime when the machine has one."""
-    soname = next((name for name in ("libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0") if loadable(name)), None)
+    candidates = ("libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+    soname = next((name for name in candidates if loadable(name)), None)
     if soname is None:
         pytest.skip("no CUDA runtime library on this machine")
     gpu.load_library(soname)

@@ -66,6 +66,7 @@ def test_every_variant_is_written_hashed_and_described(optimized):
         assert entry["max_accuracy_drop_points"] == optimize.DEFAULT_MAX_ACCURACY_DROP_POINTS
         assert entry["flagged"] is (entry["accuracy_drop_points"] > entry["max_accuracy_drop_points"])
         assert entry["source"] == {"file": "model.onnx", "sha256": manifest["files"]["model.onnx"]}
+        assert entry["accuracy_threads"] >= 1
     assert {p: e["for"] for p, e in manifest["variants"].items()} == {"opt": "ort-cpu", "int8": "ort-cpu",
                                                                       "fp16": "ort-cuda"}
     calibration = manifest["variants"]["int8"]["calibration"]

@@ -18,7 +18,7 @@ import pytest
 from helpers import TINY_RECIPE, TINY_RUN_NAME
 
 from vggbench import VggbenchError, artifacts, data, export, train
-from vggbench._mxnet import import_mxnet
+from vggbench._mxnet import import_mxnet, mxnet_threads
 from vggbench.cli import main
 from vggbench.data import ALL_FILES
 
@@ -79,6 +79,7 @@ def test_manifest_records_the_run_and_its_sha256s_match_the_files(trained_run):
     assert manifest["parity"]["top1_agreement"] >= manifest["parity"]["tolerance"]["min_top1_agreement"]
     assert {"mxnet", "onnx", "onnxruntime", "numpy", "python"} <= set(manifest["versions"])
     assert manifest["device"]["contexts"] == ["cpu(0)"]
+    assert manifest["threads"]["mxnet"] == mxnet_threads() >= 1 and manifest["threads"]["onnxruntime"] >= 1
     assert manifest["timestamps"]["started"] <= manifest["timestamps"]["finished"]
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")], "temporary files left behind"
 

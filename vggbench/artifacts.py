@@ -659,7 +659,9 @@ def _read_record(fd: int) -> Dict[str, Any]:
 def read_lock_holder(run_dir: PathLike) -> Optional[Dict[str, Any]]:
     """The record of whoever holds ``run_dir``'s lock now, or None when it is free.
 
-    Opens the lock file read-only and tests the lock without taking it for longer than the test.
+    For messages and tests. It tests the lock by taking a shared lock for an instant, so a writer
+    starting in that instant is refused as if the run dir were in use: do not poll it next to a
+    writer that must not fail.
     """
     lock_path = lock_path_for(run_dir)
     try:

@@ -162,7 +162,8 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
     stats = model_stats_from_manifest(manifest)
     return {"run_dir": str(run_dir), "model": manifest["model"], "config": manifest.get("config"),
             "input_size": manifest["input_size"], "width_ratio": manifest.get("width_ratio", 1.0),
-            "in_channels": manifest.get("in_channels", 1), "gflops_per_image": stats["gflops"],
+            "in_channels": manifest.get("in_channels", 1), "params": stats["params"],
+            "gflops_per_image": stats["flops_per_image"] / 1e9,
             "trained": manifest.get("trained", True),
             "manifest_test_accuracy": manifest.get("test_accuracy"),
             "manifest_test_images": manifest.get("test_images"),
@@ -285,6 +286,38 @@ def _fail_worker_rows(rows: Sequence[_Row], worker: Worker, message: str, finish
             finished.append(item.row)
 
 
+class _CellContext:
+    """What the machine was doing while one cell was timed: load average, CPU time of other
+    processes and the hypervisor (steal), clock, throttling; and a warning line when it was busy."""
+
+    def __init__(self, workers: Sequence[Worker]):
+        from vggbench import environment as env
+
+        self._env, self._pids = env, sorted({w.pid for w in workers})
+        self.load_before = env.load_average()
+        self.throttle_before = env.throttling_hints()
+        self.cpu_before = env.cpu_times()
+        self.own_before = self._own_cpu_s()
+
+    def _own_cpu_s(self) -> float:
+        return sum(self._env.process_cpu_s(pid) or 0.0 for pid in self._pids) + sum(os.times()[:2])
+
+    def finish(self) -> Dict[str, Any]:
+        """The row fields: ``load_avg_before/after`` (1-min), ``context`` (details) and ``busy_warning``."""
+        env = self._env
+        after = env.cpu_times()
+        usage = (env.cpu_usage_between(self.cpu_before, after, self._own_cpu_s() - self.own_before)
+                 if self.cpu_before and after else None)
+        load_after = env.load_average()
+        warning = env.machine_busy(None, env.physical_cores(), usage=usage) or env.throttled_between(
+            self.throttle_before, env.throttling_hints())
+        frequency = env.cpu_frequencies_mhz()
+        return {"load_avg_before": (self.load_before or {}).get("load_1min"),
+                "load_avg_after": (load_after or {}).get("load_1min"), "busy_warning": warning,
+                "context": {"load_before": self.load_before, "load_after": load_after, "cpu_usage": usage,
+                            "cpu_mhz_mean": frequency.get("current_mhz_mean"), "cpu_mhz_source": frequency.get("source")}}
+
+
 def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size: int, policy: Dict[str, Any],
                   device_kind: str) -> None:
     """Prepare each row of one (batch, mode) cell, then interleave rounds until every row is done.
@@ -314,7 +347,7 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                                                      target_ci_pct=policy["target_ci_pct"],
                                                      max_seconds=policy["max_seconds"])
         active.append(item)
-    load_before = os.getloadavg()[0]
+    context = _CellContext([item.worker for item in active])
     while active and not all(item.control.done for item in active):
         for item in list(active):
             try:
@@ -329,11 +362,10 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
             item.control.add(batch_size * item.calls / reply["wall_s"], round_s=reply["wall_s"], calls=item.calls)
             item.latencies_ms += reply["latencies_ms"]
             time.sleep(ROUND_SETTLE_S)
-    load_after = os.getloadavg()[0]
+    fields = context.finish()
     for item in active:
         item.row.update(item.control.summary(), round_images_per_s=list(item.control.samples),
-                        warmup=policy["warmup"], load_avg_before=load_before, load_avg_after=load_after,
-                        **latency_summary(item.latencies_ms))
+                        warmup=policy["warmup"], **fields, **latency_summary(item.latencies_ms))
 
 
 def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
@@ -392,6 +424,9 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
                     cell_rows.append(_Row(workers[backend], backend, precision, row))
             kinds = {BACKENDS[item.backend].device_kind for item in cell_rows}
             _measure_cell(cell_rows, batch_size, mode, info["input_size"], policy, "gpu" if "gpu" in kinds else "cpu")
+            warning = next((item.row["busy_warning"] for item in cell_rows if item.row.get("busy_warning")), None)
+            if warning:
+                log(f"  WARNING batch {batch_size} {mode}: {warning}")
             for item in cell_rows:
                 row = item.row
                 if row["status"] == R.STATUS_OK and row.get("images_per_s") is None:

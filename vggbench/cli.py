@@ -274,6 +274,40 @@ def _run_compare(args) -> int:
     return _print_and_write(results, args, pivot=True)
 
 
+# --- vggbench exercises ----------------------------------------------------------------------------
+
+def _add_exercises(sub) -> None:
+    p = sub.add_parser(
+        "exercises", help="train, measure and publish the lesson's exercises (tables + accuracy plot)",
+        description="Train LeNet, AlexNet and VGG-11/13/16/19 (and VGG-11 at 224) with one recipe, benchmark them "
+                    "in one interleaved sweep, and write OUT/exercises.md, exercises.json and baselines.png. "
+                    "Finished runs in OUT/runs with the same recipe are reused.")
+    p.add_argument("--out", default="docs/exercises", help="where runs and published files go (default docs/exercises)")
+    p.add_argument("--epochs", type=_positive_int, default=2, help="epochs for every model (default 2)")
+    p.add_argument("--train-limit", type=_positive_int, default=10000, metavar="N",
+                   help="train every model on the same fixed random N images (default 10000)")
+    p.add_argument("--test-limit", type=_positive_int, metavar="N", help="test images (default all 10000)")
+    p.add_argument("--only", nargs="+", choices=("baselines", "depth", "size"), help="run only these exercises")
+    p.add_argument("--rounds", type=_positive_int, metavar="N", help="fixed interleaved rounds per row")
+    _data_dir_flag(p)
+    _threads_flag(p)
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.set_defaults(func=_run_exercises)
+
+
+def _run_exercises(args) -> int:
+    from vggbench.pipeline import exercises
+    from vggbench.report import exercises_markdown
+
+    bench_options = {"rounds": args.rounds} if args.rounds else {}
+    published = exercises(args.out, epochs=args.epochs, train_limit=args.train_limit, test_limit=args.test_limit,
+                          data_dir=args.data_dir, threads=args.threads, progress=not args.no_progress,
+                          only=args.only, log=log.info, **bench_options)
+    print(exercises_markdown(published))
+    print(f"wrote {args.out}/exercises.md, exercises.json and baselines.png")
+    return EXIT_OK
+
+
 # --- vggbench optimize -----------------------------------------------------------------------------
 
 def _add_optimize(sub) -> None:

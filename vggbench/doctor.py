@@ -303,7 +303,8 @@ def _run_child(group: Dict[str, Any], device_id: int, seconds: float, timeout_s:
             return [_row(b, p, device(b), ERROR, f"the smoke process timed out after {timeout_s:g} s")
                     for b, p in group["rows"]]
         if proc.returncode != 0 or not out_path.is_file():
-            why = describe_exit(proc.returncode, proc.stderr.decode(errors="replace")).replace("worker", "smoke process")
+            why = describe_exit(proc.returncode, proc.stderr.decode(errors="replace"))
+            why = why.replace("worker", "smoke process", 1)
             return [_row(b, p, device(b), UNAVAILABLE, why) for b, p in group["rows"]]
         return json.loads(out_path.read_text())
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -216,25 +216,32 @@ def load_exported(symbol_path: Path, params_path: Path, ctx=None):
     return block
 
 
-def exported_parity(run_dir: Path, images: np.ndarray, input_size: int, batch_size: int = 32) -> Dict[str, Any]:
+def exported_parity(run_dir: Path, images: np.ndarray, input_size: int, batch_size: int = 32,
+                    threads: Optional[int] = None) -> Dict[str, Any]:
     """Run the *exported* MXNet files (hybridized, CPU) and ``model.onnx`` in ONNX Runtime (CPU) on
     the same images and compare their logits (:func:`vggbench.metrics.compare_logits`: max |diff|,
     top-1 agreement, n).
 
-    ``images``: uint8 Fashion-MNIST images, preprocessed to ``input_size`` here like training's;
-    ``batch_size``: images per call. Loading the files back, rather than reusing the net in
-    memory, checks what is shipped. nan/inf logits raise a VggbenchError (parity would mean nothing).
-    """
-    mx = import_mxnet()
+    Parameters:
+        run_dir: holds the exported ``model-symbol.json``, ``model-0000.params`` and ``model.onnx``.
+        images: uint8 Fashion-MNIST images, preprocessed to ``input_size`` here like training's.
+        input_size: the exported model's.
+        batch_size: images per call.
+        threads: ONNX Runtime's intra-op threads (None: its default).
 
+    Loading the files back, rather than reusing the net in memory, checks what is shipped. nan/inf
+    logits raise a VggbenchError (parity would mean nothing).
+    """
     from vggbench.runtimes.ort_runtime import make_session, session_predictor
+
+    mx = import_mxnet()
 
     run_dir = Path(run_dir)
     block = load_exported(run_dir / SYMBOL_FILE, run_dir / PARAMS_FILE)
     prepare = lambda raw: data.preprocess(raw, input_size)  # noqa: E731
     mxnet_logits = predict_in_batches(lambda x: block(mx.nd.array(x)).asnumpy(), images, batch_size, prepare)
-    onnx_logits = predict_in_batches(session_predictor(make_session(run_dir / ONNX_FILE)), images, batch_size,
-                                     prepare)
+    onnx_predict = session_predictor(make_session(run_dir / ONNX_FILE, threads=threads))
+    onnx_logits = predict_in_batches(onnx_predict, images, batch_size, prepare)
     if not (np.isfinite(mxnet_logits).all() and np.isfinite(onnx_logits).all()):
         raise VggbenchError("the exported model outputs nan/inf logits on test images, so parity means "
                             "nothing; the weights diverged: train again with a lower --lr")

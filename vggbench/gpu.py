@@ -526,7 +526,8 @@ def ort_build() -> Dict[str, Any]:
     cuda = getattr(ort, "cuda_version", None)
     if cuda is None:
         cuda = getattr(info, "cuda_version", "")
-    return {"version": ort.__version__, "package": getattr(info, "package_name", None) or getattr(ort, "package_name", None),
+    package = getattr(info, "package_name", None) or getattr(ort, "package_name", None)
+    return {"version": ort.__version__, "package": package,
             "cuda_version": cuda or "",
             "build_info": ort.get_build_info() if hasattr(ort, "get_build_info") else None,
             "available_providers": list(ort.get_available_providers())}
@@ -877,8 +878,9 @@ def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2)
     if provider not in build["available_providers"]:
         extra = {"ort-cuda": "install the gpu extra (onnxruntime-gpu) on a machine with an NVIDIA GPU",
                  "ort-trt": "install the gpu and trt extras (onnxruntime-gpu + TensorRT 10)"}.get(backend, "")
-        return (f"onnxruntime {build['version']} (package {build.get('package') or 'onnxruntime'}, "
-                f"{'CUDA ' + build['cuda_version'] if build['cuda_version'] else 'CPU'} build) has no {provider}; {extra}")
+        kind = f"CUDA {build['cuda_version']}" if build["cuda_version"] else "CPU"
+        return (f"onnxruntime {build['version']} (package {build.get('package') or 'onnxruntime'}, {kind} build) "
+                f"has no {provider}; {extra}")
     preload = preload_ort_cuda(tensorrt=backend == "ort-trt") if backend != "ort-cpu" else {"messages": []}
     weights = tiny_weights()
     expected = tiny_reference(weights["x"], weights["conv"], weights["dense"])

@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from vggbench import artifacts, data
+from vggbench._mxnet import import_mxnet, resolve_threads
 from vggbench.artifacts import ONNX_VARIANT_FILES
 from vggbench.backends import VARIANT_TARGET
 from vggbench.environment import utc_now
@@ -122,11 +123,11 @@ def make_calibration_reader(batches: Sequence[np.ndarray], input_name: str, prog
 
 
 def evaluate_onnx(model_path: Path, images: np.ndarray, input_size: int, batch_size: int = EVAL_BATCH_SIZE,
-                  progress: bool = False, desc: str = "accuracy") -> np.ndarray:
+                  threads: Optional[int] = None, progress: bool = False, desc: str = "accuracy") -> np.ndarray:
     """Logits [N, classes] of the ONNX file ``model_path`` on CPU ONNX Runtime over uint8 ``images``
-    (preprocessed to ``input_size``, ``batch_size`` at a time; a tqdm bar named ``desc`` with
-    ``progress``)."""
-    predict = session_predictor(make_session(model_path))
+    (preprocessed to ``input_size``, ``batch_size`` at a time, ``threads`` intra-op threads; a tqdm
+    bar named ``desc`` with ``progress``)."""
+    predict = session_predictor(make_session(model_path, threads=threads))
     with _tqdm(progress, total=len(images), unit="img", desc=desc) as bar:
         return predict_in_batches(predict, images, batch_size, prepare=lambda raw: data.preprocess(raw, input_size),
                                   on_batch=bar.update)
@@ -278,7 +279,7 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                      data_dir: Optional[str] = None,
                      max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS, seed: int = 0,
                      accuracy_limit: Optional[int] = None, calib_method: str = DEFAULT_CALIB_METHOD,
-                     opt: bool = True, progress: bool = True,
+                     opt: bool = True, threads: Optional[int] = None, progress: bool = True,
                      log: Callable[[str], None] = print) -> Dict[str, Dict[str, Any]]:
     """Write the requested variants next to ``run_dir/model.onnx`` and record them in the manifest.
 
@@ -292,6 +293,9 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
         seed: which calibration images, and which test images with ``accuracy_limit``.
         accuracy_limit: measure on a fixed-seed subset of the test split instead of all of it
             (for tests); the entry's ``n_test`` says which.
+        threads: CPU threads for the accuracy passes (ONNX Runtime) and preprocessing (MXNet, at its
+            first import in the process); None: ``$OMP_NUM_THREADS``, else the physical cores.
+            Each entry records ``accuracy_threads``.
         progress: show tqdm bars.
         log: where the summary lines go.
 
@@ -310,6 +314,8 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
         raise VggbenchError(f"accuracy_limit must be >= 1 test images, got {accuracy_limit}")
     if not 0 <= seed < 2 ** 31:
         raise VggbenchError(f"--seed must be in 0..{2 ** 31 - 1}, got {seed}")
+    threads = resolve_threads(threads)[0]
+    import_mxnet(threads)  # data.preprocess runs on MXNet: set its thread count before its first import
     if calib_method not in CALIBRATION_METHODS:
         raise VggbenchError(f"unknown calibration method {calib_method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
 
@@ -320,7 +326,8 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
 
     images, labels = data.load_split(data_dir, False, accuracy_limit, seed)
     started = time.time()
-    reference = evaluate_onnx(fp32_path, images, input_size, progress=progress, desc="accuracy fp32")
+    reference = evaluate_onnx(fp32_path, images, input_size, threads=threads, progress=progress,
+                              desc="accuracy fp32")
     log(f"fp32 (ORT CPU) test accuracy {100 * accuracy_from_logits(reference, labels):.2f}% "
         f"on {len(labels)} test images ({time.time() - started:.0f}s)")
 
@@ -346,7 +353,8 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                                          "batch_size": CALIB_BATCH_SIZE}}
             built["onnx"] = make_portable_file(temp)  # opset 15 / IR 8, unused domains dropped, batch dim
             build_s = time.time() - started
-            logits = evaluate_onnx(temp, images, input_size, progress=progress,
+            built["accuracy_threads"] = threads
+            logits = evaluate_onnx(temp, images, input_size, threads=threads, progress=progress,
                                    desc=f"accuracy {precision}")
             entry = _variant_entry(precision, final.name, temp, compare_logits(reference, logits, labels=labels),
                                    max_accuracy_drop_points, source, build_s, built)

@@ -206,3 +206,99 @@ def compare(run_dirs: Optional[Sequence] = None, models: Optional[Sequence[str]]
     results = bench.sweep(chosen, backends=backends, **kwargs)
     results["settings"]["missing_runs"] = suggestions
     return results
+
+
+# --- the lesson's exercises -------------------------------------------------------------------------
+
+# (title, [(model, input_size, width_ratio)]): what `vggbench exercises` trains, at equal recipes.
+# Width ratios: VGGs at 1/8 (the course's small-hardware trick), AlexNet at 1/4 (its first layers
+# are 96-384 wide), LeNet full (6-16 channels).
+EXERCISES = (
+    ("baselines", "LeNet vs AlexNet vs VGG-11 after the same epochs at 96",
+     (("lenet", 96, 1.0), ("alexnet", 96, 4.0), ("vgg11", 96, 8.0))),
+    ("depth", "VGG-11/13/16/19 at width 1/8: parameters, GFLOPs, speed, accuracy",
+     (("vgg11", 96, 8.0), ("vgg13", 96, 8.0), ("vgg16", 96, 8.0), ("vgg19", 96, 8.0))),
+    ("size", "224 -> 96 for VGG-11: GFLOPs, speed and accuracy after equal training",
+     (("vgg11", 96, 8.0), ("vgg11", 224, 8.0))),
+)
+
+
+def _trained_run(model: str, input_size: int, width_ratio: float, runs_dir: Path, train_options: Dict[str, Any],
+                 log: Log) -> str:
+    """The run dir for one exercise model: reused when a finished one with the same recipe exists."""
+    from vggbench.artifacts import default_run_name
+    from vggbench.train import train_export
+
+    run_dir = runs_dir / default_run_name(model, input_size, width_ratio)
+    if (run_dir / MANIFEST_NAME).is_file():
+        recipe = read_manifest(run_dir).get("recipe", {})
+        same = all(recipe.get(key) == value for key, value in train_options.items()
+                   if key in ("epochs", "batch_size", "lr", "seed", "train_limit"))
+        if same:
+            log(f"exercises: reusing {run_dir}")
+            return str(run_dir)
+    log(f"exercises: training {model} at {input_size} (width ÷{width_ratio:g})")
+    return str(train_export(model, input_size=input_size, width_ratio=width_ratio, out=str(runs_dir), force=True,
+                            **train_options))
+
+
+def exercises(out_dir, epochs: int = 2, train_limit: Optional[int] = 10000, test_limit: Optional[int] = None,
+              data_dir: Optional[str] = None, threads: Optional[int] = None, progress: bool = True,
+              only: Optional[Sequence[str]] = None, log: Log = print, **bench_options) -> Dict[str, Any]:
+    """``vggbench exercises``: train, measure and publish the lesson's exercises.
+
+    Trains every model of :data:`EXERCISES` with the same recipe (``epochs`` over a fixed
+    ``train_limit`` subset), benchmarks them all in one interleaved sweep (mxnet-hybrid and
+    ort-cpu, batch 16, end to end), and writes into ``out_dir``: ``exercises.md`` (the three
+    tables), ``exercises.json`` (the results document plus the training histories) and
+    ``baselines.png`` (test accuracy per epoch of LeNet, AlexNet and VGG-11 on one plot).
+    Finished runs with the same recipe in ``out_dir/runs`` are reused.
+
+    Parameters:
+        out_dir: where the runs and the published files go.
+        epochs, train_limit, test_limit: the training recipe every model gets.
+        data_dir: Fashion-MNIST folder.
+        threads: CPU threads for training and benchmarking.
+        progress: tqdm bars while training.
+        only: names of the exercises to run (default all: baselines, depth, size).
+        log: progress lines.
+        bench_options: :func:`vggbench.bench.sweep` overrides (e.g. ``rounds``).
+    """
+    from vggbench import bench, report
+
+    names = [name for name, _, _ in EXERCISES]
+    for name in only or ():
+        if name not in names:
+            raise VggbenchError(f"unknown exercise {name!r}; choose from {', '.join(names)}")
+    chosen = [item for item in EXERCISES if not only or item[0] in only]
+    out_dir = Path(out_dir)
+    runs_dir = out_dir / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    train_options = {"epochs": epochs, "train_limit": train_limit, "test_limit": test_limit, "data_dir": data_dir,
+                     "threads": threads, "progress": progress}
+    run_dirs: Dict[tuple, str] = {}
+    for _, _, entries in chosen:
+        for entry in entries:
+            if entry not in run_dirs:
+                run_dirs[entry] = _trained_run(*entry, runs_dir, train_options, log)
+    options = dict({"backends": ["mxnet-hybrid", "ort-cpu"], "precisions": ["fp32"], "batch_sizes": [16],
+                    "modes": ["end-to-end"], "accuracy_limit": test_limit, "threads": threads,
+                    "data_dir": data_dir}, **bench_options)
+    results = bench.sweep(list(run_dirs.values()), log=log, **options)
+    import json
+
+    histories = {}
+    for run_dir in run_dirs.values():
+        history = json.loads((Path(run_dir) / "history.json").read_text()).get("epochs", [])
+        histories[run_dir] = [{"epoch": row["epoch"], "test_accuracy": row["test_accuracy"]} for row in history]
+    published = {"results": results, "histories": histories,
+                 "exercises": [{"name": name, "title": title, "run_dirs": [run_dirs[e] for e in entries]}
+                               for name, title, entries in chosen]}
+    R.write_results(out_dir / "exercises.json", dict(results, exercises=published["exercises"],
+                                                      histories=histories))
+    baselines = next((item for item in chosen if item[0] == "baselines"), None)
+    if baselines:
+        write_bytes_atomic(out_dir / "baselines.png", report.accuracy_curves_png(
+            {run_dirs[entry]: f"{entry[0]} (÷{entry[2]:g})" for entry in baselines[2]}, histories))
+    write_bytes_atomic(out_dir / "exercises.md", report.exercises_markdown(published).encode())
+    return published

@@ -221,11 +221,10 @@ def results_notes(results: Dict) -> List[str]:
                      f"(same preprocessing); Δ pts vs {reference or 'no MXNet reference in this run'}.")
     if settings.get("accuracy_limit") == 0:
         notes.append("top-1: skipped (--accuracy-limit 0).")
-    busy = sorted({round(r["load_avg_before"], 1) for r in rows if (r.get("load_avg_before") or 0) > 0.5 * max(
-        1, r.get("threads") or 1)})
-    if busy:
-        notes.append(f"WARNING: the machine was busy while timing (1-min load average up to {max(busy):.1f}); "
-                     f"figures may be low and noisy.")
+    warnings = list(dict.fromkeys(r["busy_warning"] for r in rows if r.get("busy_warning")))
+    if warnings:
+        notes.append(f"WARNING: {len([r for r in rows if r.get('busy_warning')])} row(s) were timed while the "
+                     f"machine was busy, e.g. {warnings[0]}.")
     if env:
         versions = env.get("versions", {})
         threads = sorted({r.get("threads") for r in rows if r.get("threads")})
@@ -350,3 +349,62 @@ def status_counts(rows: Sequence[Dict]) -> Dict[str, int]:
 
 
 
+
+
+def accuracy_curves_png(labels: Dict[str, str], histories: Dict[str, List[Dict]]) -> bytes:
+    """Test accuracy per epoch of several runs on one plot; returns PNG bytes.
+
+    Parameters:
+        labels: run dir -> legend label.
+        histories: run dir -> ``[{"epoch", "test_accuracy"}, ...]``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run_dir, label in labels.items():
+        points = histories.get(run_dir) or []
+        ax.plot([p["epoch"] for p in points], [100 * p["test_accuracy"] for p in points], "o-", label=label)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Same recipe, same epochs, 96x96")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def exercises_markdown(published: Dict[str, Any]) -> str:
+    """The exercises' tables: one per exercise, one line per model run, speed per backend.
+
+    Parameters:
+        published: ``{"results", "histories", "exercises"}`` from :func:`vggbench.pipeline.exercises`.
+    """
+    results = published["results"]
+    ok = [r for r in results["rows"] if r.get("status") == STATUS_OK]
+    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    env = results.get("environment", {})
+    lines = ["# The lesson's exercises, measured", "",
+             f"Measured {env.get('timestamp', '?')} on {env.get('cpu', '?')} ({env.get('cores', '?')} cores); "
+             f"{results['settings'].get('timing_policy', '')}.", ""]
+    for exercise in published["exercises"]:
+        lines += [f"## {exercise['title']}", ""]
+        table = []
+        for run_dir in exercise["run_dirs"]:
+            mine = [r for r in ok if r["run_dir"] == run_dir]
+            info = next((m for m in results["settings"]["models"] if m["run_dir"] == run_dir), {})
+            history = published["histories"].get(run_dir) or [{}]
+            row = {"model": info.get("model"), "size": info.get("input_size"),
+                   "width ÷": f"{info.get('width_ratio', 1):g}", "params": f"{info.get('params', 0):,}",
+                   "GFLOPs/image": f"{info.get('gflops_per_image', 0):.3f}",
+                   "test accuracy %": _pct(history[-1].get("test_accuracy"))}
+            for backend in backends:
+                found = next((r for r in mine if r["backend"] == backend), None)
+                row[f"{backend} images/s"] = images_per_s_cell(found) if found else "-"
+            table.append(row)
+        lines += [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
+    lines += ["![test accuracy per epoch](baselines.png)", ""]
+    return "\n".join(lines)

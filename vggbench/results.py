@@ -43,7 +43,7 @@ ROW_KEYS = (
     "top1_accuracy", "accuracy_images", "accuracy_delta_vs_mxnet_points", "accuracy_reference",
     "speedup_vs_mxnet_hybrid", "speedup_ci_low", "speedup_ci_high", "speedup_pairs", "speedup_clear",
     "variant_flagged", "variant_accuracy_drop_points",
-    "threads", "load_avg_before", "load_avg_after", "runtime", "run_dir")
+    "threads", "load_avg_before", "load_avg_after", "busy_warning", "context", "runtime", "run_dir")
 
 
 def status_kind(row: Dict[str, Any]) -> str:

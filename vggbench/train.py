@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from vggbench import artifacts, data, export, metrics, models
-from vggbench._mxnet import import_mxnet
+from vggbench._mxnet import import_mxnet, mxnet_threads, mxnet_threads_source, resolve_threads
 from vggbench.environment import cpu_model, gpus, package_versions, utc_now
 from vggbench.errors import VggbenchError
 
@@ -474,7 +474,7 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
                  data_dir: Optional[str] = None, out: str = "runs", name: Optional[str] = None,
                  seed: int = 0, resume: bool = False, force: bool = False,
                  optimizer: str = "sgd", init: str = "xavier", loss: str = "softmax_cross_entropy",
-                 parity_images: int = PARITY_IMAGES,
+                 threads: Optional[int] = None, parity_images: int = PARITY_IMAGES,
                  parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
                  parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
                  progress: bool = True, log: Log = _log) -> Path:
@@ -484,6 +484,9 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
             loss: the :class:`Recipe`.
         ctx: the devices (:func:`resolve_contexts`).
+        threads: CPU threads for MXNet and ONNX Runtime; None: ``$OMP_NUM_THREADS``, else the
+            physical cores. MXNet takes it only at its first import in the process (the CLI's
+            case); the manifest records what both really used.
         test_limit: measure test accuracy on a fixed-seed subset of the test split (None: all).
         data_dir: the Fashion-MNIST files (``data.resolve_data_dir``).
         out, name: the run dir is ``out/name``; ``name`` defaults to
@@ -508,6 +511,8 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
     if parity_images < 1:
         raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
+    threads = resolve_threads(threads)[0]
+    import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
     name = name or artifacts.default_run_name(model, input_size, recipe.width_ratio)
     run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
     # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
@@ -557,6 +562,8 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
             f"exporting to {run_dir}")
         run_info = {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
+                    "threads": {"mxnet": mxnet_threads(), "mxnet_source": mxnet_threads_source(),
+                                "onnxruntime": threads},
                     "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
                                          "min_top1_agreement": parity_min_top1_agreement}}
         return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
@@ -594,7 +601,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
     export.export_mxnet(net, run_dir, recipe.input_size)
     onnx_info = export.export_onnx(run_dir, recipe.input_size)
     tolerance = run_info["parity_tolerance"]
-    result = export.exported_parity(run_dir, parity_x, recipe.input_size)
+    result = export.exported_parity(run_dir, parity_x, recipe.input_size, threads=run_info["threads"]["onnxruntime"])
     result["tolerance"] = tolerance
     log(f"parity on {result['n']} test images: max |logit diff| {result['max_abs_diff']:.2e}, "
         f"top-1 agreement {result['top1_agreement']:.4f}")
@@ -630,6 +637,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
         "device": {"contexts": [str(c) for c in contexts], "cpu": cpu_model(),
                    "gpus": gpus() if any(c.device_type == "gpu" for c in contexts) else []},
         "data_dir": run_info["data_dir"],
+        "threads": run_info["threads"],
         "timestamps": {"started": run_info["started"], "finished": utc_now()},
     }
     for file_name in RUN_FILES:

@@ -107,6 +107,11 @@ class Worker:
         self._buffer = b""
         self.dead: Optional[str] = None
 
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self._proc.pid
+
     def call(self, op: str, timeout_s: Optional[float] = None, **fields) -> Dict[str, Any]:
         """Send one command and wait for its reply.
 
