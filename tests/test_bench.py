@@ -16,6 +16,10 @@ from helpers import QUICK_BENCH
 from vggbench import bench, results as R
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
+from vggbench.gpu import gpu_inventory
+
+# Tests that count on this machine having no GPU (CI, the dev box) skip on a GPU machine.
+NO_GPU = pytest.mark.skipif(bool(gpu_inventory()), reason="this machine has a GPU")
 
 CPU = ("mxnet", "mxnet-hybrid", "ort-cpu")
 GPU = ("mxnet-gpu", "mxnet-hybrid-gpu", "ort-cuda", "ort-trt")
@@ -75,6 +79,7 @@ def test_every_cpu_backend_gives_complete_rows_with_rounds_and_intervals(bench_r
     assert ort == {"fp32": "model.onnx", "opt": "model.opt.onnx"}
 
 
+@NO_GPU
 def test_gpu_backends_are_unavailable_rows_with_reasons(bench_results):
     other = [r for r in bench_results["rows"] if r["status"] != "ok"]
     assert {(r["backend"], r["precision"]) for r in other} == {(b, "fp32") for b in GPU}
@@ -83,6 +88,7 @@ def test_gpu_backends_are_unavailable_rows_with_reasons(bench_results):
         assert row["images_per_s"] is None and row["batch_size"] is None
 
 
+@NO_GPU
 def test_explicitly_requested_unavailable_backend_is_an_error(bench_run_dir):
     started = time.perf_counter()
     with pytest.raises(VggbenchError, match="ort-cuda: "):
@@ -257,6 +263,7 @@ def test_cli_bench_prints_table_and_method_and_writes_json(bench_run_dir, data_d
     assert not list(Path(out.parent).glob(".*tmp*"))  # written atomically
 
 
+@NO_GPU
 def test_cli_explicit_unavailable_backend_is_one_line_error(bench_run_dir, capsys):
     code = main(["bench", str(bench_run_dir), "--backends", "ort-trt", "--accuracy-limit", "0"])
     err = capsys.readouterr().err

@@ -15,6 +15,10 @@ from helpers import QUICK_BENCH, make_untrained_run_dir
 from vggbench import pipeline, report, results as R
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
+from vggbench.gpu import gpu_inventory
+
+# Tests that count on this machine having no GPU (CI, the dev box) skip on a GPU machine.
+NO_GPU = pytest.mark.skipif(bool(gpu_inventory()), reason="this machine has a GPU")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 QUIET = dict(QUICK_BENCH, log=lambda message: None)
@@ -42,6 +46,7 @@ def _two_sizes(bench_results):
     return results
 
 
+@NO_GPU
 def test_results_table_fits_a_terminal_and_footnotes_the_reasons(bench_results):
     text = report.render_results(bench_results)
     table = text.split("\n\n")[0].splitlines()
@@ -70,6 +75,7 @@ def test_cells_show_the_interval_and_mark_noisy_and_unclear_rows():
     assert report.speedup_cell(row).endswith(" =")
 
 
+@NO_GPU
 def test_pivot_puts_backends_side_by_side_with_speedups(bench_results):
     pivot = report.throughput_pivot(bench_results["rows"]).splitlines()
     header = pivot[0]

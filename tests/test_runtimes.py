@@ -144,13 +144,19 @@ def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(untrained_run_dir):
                                  providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
 
 
-def test_provider_options_for_each_backend():
+def test_provider_options_for_each_backend(tmp_path):
     assert ort_runtime.provider_options("ort-cpu") == ["CPUExecutionProvider"]
     cuda = ort_runtime.provider_options("ort-cuda", device_id=1, gpu_mem_limit=2 ** 30)
-    assert cuda == [("CUDAExecutionProvider", {"device_id": 1, "cudnn_conv_algo_search": "EXHAUSTIVE",
-                                               "cudnn_conv_use_max_workspace": "1", "gpu_mem_limit": 2 ** 30})]
-    trt = ort_runtime.provider_options("ort-trt", trt_fp16=True)
+    assert cuda == [("CUDAExecutionProvider", {"device_id": "1", "use_tf32": "0", "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                               "cudnn_conv_use_max_workspace": "1", "gpu_mem_limit": str(2 ** 30)})]
+    assert ort_runtime.provider_options("ort-cuda", precision="tf32")[0][1]["use_tf32"] == "1"
+    trt = ort_runtime.provider_options("ort-trt", precision="fp16", tensorrt={
+        "cache_dir": tmp_path / "cache", "input_name": "data", "input_shape_chw": (1, 96, 96), "batch_sizes": [1, 16, 64]})
     assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
-    assert trt[0][1]["trt_fp16_enable"] is True
-    with pytest.raises(BackendUnavailable, match="cudnn_conv_algo_search 'FAST'"):
+    options = trt[0][1]
+    assert options["trt_fp16_enable"] == "1" and options["trt_engine_cache_enable"] == "1"
+    assert options["trt_profile_min_shapes"] == "data:1x1x96x96" and options["trt_profile_max_shapes"] == "data:64x1x96x96"
+    assert options["trt_engine_cache_path"].startswith(str(tmp_path / "cache"))
+    assert trt[1][1]["use_tf32"] == "0"  # the CUDA fallback of an fp16/fp32 TensorRT row runs no TF32 either
+    with pytest.raises(VggbenchError, match="cudnn_conv_algo_search 'FAST'"):
         ort_runtime.provider_options("ort-cuda", cudnn_conv_algo_search="FAST")

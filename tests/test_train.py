@@ -215,16 +215,39 @@ def test_bad_arguments_are_clear_errors_and_no_run_dir(tmp_path, data_dir, kwarg
 
 def test_ctx_auto_falls_back_to_cpu_and_says_so():
     contexts, note = train.resolve_contexts("auto", num_gpus=0)
-    assert contexts == [mx.cpu()] and "no GPU" in note and "CPU" in note
+    assert contexts == [mx.cpu()] and "training on CPU" in note
 
 
 def test_ctx_auto_picks_a_gpu_when_there_is_one():
-    contexts, _ = train.resolve_contexts("auto", num_gpus=2)
+    contexts, _ = train.resolve_contexts("auto", num_gpus=2, inventory=[])
     assert contexts == [mx.gpu(0)]
 
 
+def test_ctx_on_a_gpu_this_mxnet_cannot_use():
+    """A GPU that this mxnet cannot compute on (here: the CPU build; on a GPU build, Hopper and
+    newer, see tests/test_gpu.py): auto trains on the CPU and says why; an explicit GPU is a
+    one-line error naming the cause."""
+    from vggbench.gpu import GpuInfo
+
+    hopper = [GpuInfo(index=0, name="NVIDIA H200", compute_capability="9.0", driver_version="580.65",
+                      memory_total_mib=143771)]
+    if mx.runtime.Features().is_enabled("CUDA"):
+        pytest.skip("this mxnet is a GPU build; tests/test_gpu.py covers the Hopper decision")
+    contexts, note = train.resolve_contexts("auto", num_gpus=1, inventory=hopper)
+    assert contexts == [mx.cpu()] and "training on CPU: this mxnet is the CPU build" in note
+    with pytest.raises(VggbenchError, match="CPU build"):
+        train.resolve_contexts("gpu", num_gpus=1, inventory=hopper)
+
+
+def test_ctx_lists_several_cpus_for_the_split_path():
+    contexts, note = train.resolve_contexts("cpu:0,cpu:1")
+    assert contexts == [mx.cpu(0), mx.cpu(1)] and "cpu(0), cpu(1)" in note
+    with pytest.raises(VggbenchError, match="distinct cpu:N"):
+        train.resolve_contexts("cpu:0,cpu:0")
+
+
 def test_ctx_lists_several_gpus():
-    contexts, _ = train.resolve_contexts("gpu:0,gpu:1", num_gpus=2)
+    contexts, _ = train.resolve_contexts("gpu:0,gpu:1", num_gpus=2, inventory=[])
     assert contexts == [mx.gpu(0), mx.gpu(1)]
 
 
@@ -237,7 +260,7 @@ def test_ctx_lists_several_gpus():
 ])
 def test_ctx_errors(spec, gpus, message):
     with pytest.raises(VggbenchError, match=message):
-        train.resolve_contexts(spec, num_gpus=gpus)
+        train.resolve_contexts(spec, num_gpus=gpus, inventory=[])
 
 
 def _lenet_batch(data_dir, batch_size: int = 16):

@@ -50,6 +50,10 @@ ONNX_VARIANT_FILES = {"fp32": "model.onnx", "opt": "model.opt.onnx",
 SYMBOL_FILE = "model-symbol.json"
 PARAMS_FILE = "model-0000.params"
 MXNET_FILES = (SYMBOL_FILE, PARAMS_FILE)
+# The exported graph's input (MXNet symbol and ONNX model alike).
+INPUT_NAME = "data"
+# Per-machine caches inside a run dir (TensorRT engines and timing cache): not artifacts, not hashed.
+CACHE_DIR = "cache"
 # An unfinished run dir holds this checkpoint index (train.CHECKPOINT_DIR / train.CHECKPOINT_INDEX).
 CHECKPOINT_INDEX_PATH = ("checkpoints", "last.json")
 # A real manifest is a few kB (every variant entry included); anything this big is not one.

@@ -368,6 +368,71 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                         warmup=policy["warmup"], **fields, **latency_summary(item.latencies_ms))
 
 
+def worker_groups(backend: str, precisions: Sequence[str]) -> List[Tuple[str, List[str], Dict[str, str]]]:
+    """How one backend's precisions are split over worker processes: ``(label, precisions, env)``.
+
+    A CPU backend gets one process. A GPU backend runs fp32/fp16 with ``NVIDIA_TF32_OVERRIDE=0``
+    (so fp32 means IEEE fp32 in cuBLAS/cuDNN/TensorRT) and tf32 in a process of its own, since the
+    variable is read once per process (:func:`vggbench.gpu.tf32_environment`).
+
+    Parameters:
+        backend: a key of :data:`vggbench.backends.BACKENDS`.
+        precisions: the precisions to run on it.
+    """
+    if BACKENDS[backend].device_kind == "cpu":
+        return [(backend, list(precisions), {})]
+    from vggbench.gpu import tf32_environment
+
+    groups = []
+    for label, members in ((backend, [p for p in precisions if p != "tf32"]),
+                           (f"{backend}/tf32", [p for p in precisions if p == "tf32"])):
+        if members:
+            groups.append((label, members, tf32_environment(members[0])))
+    return groups
+
+
+class _Group:
+    """One worker process of a run dir's sweep: its backend, label and loaded precisions."""
+
+    def __init__(self, label: str, backend: str, worker: Worker):
+        self.label, self.backend, self.worker = label, backend, worker
+        self.loaded: Dict[str, Dict[str, Any]] = {}  # precision -> runtime info
+        self.peaks: Dict[str, Dict[str, Any]] = {}  # dtype -> peak fields
+
+
+def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
+                  settings: Dict[str, Any], work_dir: Path, command, log: Log,
+                  rows: List[Dict[str, Any]], groups: List[_Group]) -> None:
+    """Rows for what cannot run; a loaded worker (appended to ``groups``) for the rest."""
+    gpu = settings["gpu"]
+    for backend, precisions in plan.items():
+        device = "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
+        by_design = {p: unsupported_reason(backend, p) for p in precisions}
+        for precision, reason in by_design.items():
+            if reason or backend in missing:
+                rows.append(R.new_row(info, backend, device, precision, f"unavailable: {reason or missing[backend]}"))
+        runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
+        for label, members, env in (worker_groups(backend, runnable) if runnable else []):
+            log(f"  {label}: loading {', '.join(members)}")
+            group = _Group(label, backend, Worker(label, work_dir / f"{label.replace('/', '-')}.stderr",
+                                                  settings["threads"], command, settings["timeout_s"], env))
+            groups.append(group)
+            try:
+                reply = group.worker.call("load", run_dir=run_dir, backend=backend, gpu=gpu,
+                                          threads=settings["threads"], runtime_options=settings["runtime_options"],
+                                          precisions=members, batch_sizes=settings["session_batch_sizes"])
+                answers = reply["precisions"] if reply["ok"] else {
+                    p: {"status": "error", "message": reply["message"]} for p in members}
+            except WorkerDied as err:
+                answers = {p: {"status": "error", "message": f"{err} during loading"} for p in members}
+            for precision, answer in answers.items():
+                if answer["status"] == "ok":
+                    group.loaded[precision] = answer["runtime"]
+                else:
+                    text = answer.get("reason") or answer.get("message")
+                    rows.append(R.new_row(info, backend, device, precision, f"{answer['status']}: {text}"))
+
+
 def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
                      settings: Dict[str, Any], policy: Dict[str, Any], accuracy: Optional[Dict[str, Any]],
                      work_dir: Path, command, log: Log) -> List[Dict[str, Any]]:
@@ -375,53 +440,24 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
     from tqdm import tqdm
 
     rows: List[Dict[str, Any]] = []
-    workers: Dict[str, Worker] = {}
-    loaded: Dict[str, Dict[str, Dict[str, Any]]] = {}
-    gpu = settings["gpu"]
+    groups: List[_Group] = []
     try:
-        for backend, precisions in plan.items():
-            device = "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
-            by_design = {p: unsupported_reason(backend, p) for p in precisions}
-            for precision, reason in by_design.items():
-                if reason or backend in missing:
-                    rows.append(R.new_row(info, backend, device, precision,
-                                          f"unavailable: {reason or missing[backend]}"))
-            runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
-            if not runnable:
-                continue
-            log(f"  {backend}: loading {', '.join(runnable)}")
-            worker = Worker(backend, work_dir / f"{backend}.stderr", settings["threads"], command,
-                            settings["timeout_s"])
-            workers[backend] = worker
-            try:
-                reply = worker.call("load", run_dir=run_dir, backend=backend, gpu=gpu, threads=settings["threads"],
-                                    runtime_options=settings["runtime_options"], precisions=runnable)
-                answers = reply["precisions"] if reply["ok"] else {
-                    p: {"status": "error", "message": reply["message"]} for p in runnable}
-            except WorkerDied as err:
-                answers = {p: {"status": "error", "message": f"{err} during loading"} for p in runnable}
-            for precision, answer in answers.items():
-                if answer["status"] == "ok":
-                    loaded.setdefault(backend, {})[precision] = answer["runtime"]
-                elif answer["status"] == "unavailable":
-                    rows.append(R.new_row(info, backend, device, precision, f"unavailable: {answer['reason']}"))
-                else:
-                    rows.append(R.new_row(info, backend, device, precision, f"error: {answer['message']}"))
-        peaks = _measure_peaks(workers, loaded, settings, log)
+        _start_groups(run_dir, info, plan, missing, settings, work_dir, command, log, rows, groups)
+        _measure_peaks(groups, settings, log)
         cells = [(b, m) for b in settings["batch_sizes"] for m in settings["modes"]]
         progress = tqdm(total=len(cells), desc=f"timing {Path(run_dir).name}", unit="cell", leave=False,
                         disable=None)
         for batch_size, mode in cells:
             cell_rows = []
-            for backend, precisions in loaded.items():
-                device = "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
-                for precision, runtime_info in precisions.items():
-                    row = R.new_row(info, backend, device, precision, R.STATUS_OK, batch_size, R.MODES[mode])
+            for group in groups:
+                device = "cpu" if BACKENDS[group.backend].device_kind == "cpu" else f"gpu:{settings['gpu']}"
+                for precision, runtime_info in group.loaded.items():
+                    row = R.new_row(info, group.backend, device, precision, R.STATUS_OK, batch_size, R.MODES[mode])
                     row.update(runtime=runtime_info, threads=runtime_info.get("threads"))
-                    peak = peaks.get((backend, PEAK_DTYPES[precision]))
+                    peak = group.peaks.get(PEAK_DTYPES[precision])
                     if peak:
                         row.update(peak_gflops_per_s=peak["peak_gflops_per_s"], peak_kernel=peak["peak_kernel"])
-                    cell_rows.append(_Row(workers[backend], backend, precision, row))
+                    cell_rows.append(_Row(group.worker, group.backend, precision, row))
             kinds = {BACKENDS[item.backend].device_kind for item in cell_rows}
             _measure_cell(cell_rows, batch_size, mode, info["input_size"], policy, "gpu" if "gpu" in kinds else "cpu")
             warning = next((item.row["busy_warning"] for item in cell_rows if item.row.get("busy_warning")), None)
@@ -439,50 +475,45 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
             progress.update(1)
         progress.close()
         if accuracy:
-            _accuracy_pass(rows, workers, loaded, accuracy, log)
+            _accuracy_pass(rows, groups, accuracy, log)
     finally:
-        for worker in workers.values():
-            worker.close()
+        for group in groups:
+            group.worker.close()
     return rows
 
 
-def _measure_peaks(workers: Dict[str, Worker], loaded: Dict[str, Dict[str, Any]], settings: Dict[str, Any],
-                   log: Log) -> Dict[tuple, Dict[str, Any]]:
-    peaks = {}
-    for backend, precisions in loaded.items():
-        sizes = settings["peak_sizes"] or (CPU_PEAK_SIZES if BACKENDS[backend].device_kind == "cpu"
+def _measure_peaks(groups: Sequence[_Group], settings: Dict[str, Any], log: Log) -> None:
+    for group in groups:
+        sizes = settings["peak_sizes"] or (CPU_PEAK_SIZES if BACKENDS[group.backend].device_kind == "cpu"
                                            else GPU_PEAK_SIZES)
-        for dtype in sorted({PEAK_DTYPES[p] for p in precisions}):
-            log(f"  {backend}: peak GEMM ({dtype}, sizes {', '.join(map(str, sizes))})")
+        for dtype in sorted({PEAK_DTYPES[p] for p in group.loaded}):
+            log(f"  {group.label}: peak GEMM ({dtype}, sizes {', '.join(map(str, sizes))})")
             try:
-                reply = workers[backend].call("peak", dtype=dtype, sizes=list(sizes))
+                reply = group.worker.call("peak", dtype=dtype, sizes=list(sizes))
             except WorkerDied:
                 break  # the cells will report the dead worker
             if reply["ok"]:
-                peaks[(backend, dtype)] = reply
-    return peaks
+                group.peaks[dtype] = reply
 
 
-def _accuracy_pass(rows: List[Dict[str, Any]], workers: Dict[str, Worker], loaded: Dict[str, Dict[str, Any]],
-                   accuracy: Dict[str, Any], log: Log) -> None:
-    for backend, precisions in loaded.items():
-        for precision in precisions:
-            mine = [r for r in rows if r["backend"] == backend and r["precision"] == precision]
+def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accuracy: Dict[str, Any], log: Log) -> None:
+    for group in groups:
+        for precision in group.loaded:
+            mine = [r for r in rows if r["backend"] == group.backend and r["precision"] == precision]
             if not any(r["status"] == R.STATUS_OK for r in mine):
                 continue
-            log(f"  {backend} {precision}: accuracy on {accuracy['images']} test images")
+            log(f"  {group.backend} {precision}: accuracy on {accuracy['images']} test images")
             try:
-                reply = workers[backend].call("accuracy", precision=precision, x=accuracy["x"], y=accuracy["y"],
-                                              batch_size=ACCURACY_BATCH_SIZE)
+                reply = group.worker.call("accuracy", precision=precision, x=accuracy["x"], y=accuracy["y"],
+                                          batch_size=ACCURACY_BATCH_SIZE)
                 failure = None if reply["ok"] else reply["message"]
             except WorkerDied as err:
                 reply, failure = {}, str(err)
             if failure:
-                template = dict(mine[0], batch_size=None, mode=None)
-                template.update({key: None for key in R.ROW_KEYS if key not in (
-                    "model", "input_size", "width_ratio", "backend", "device", "precision", "run_dir",
-                    "gflops_per_image")})
-                rows.append(dict(template, status=f"error: accuracy pass failed: {failure}"))
+                keep = ("model", "input_size", "width_ratio", "backend", "device", "precision", "run_dir",
+                        "gflops_per_image")
+                rows.append(dict({key: mine[0][key] if key in keep else None for key in R.ROW_KEYS},
+                                 status=f"error: accuracy pass failed: {failure}"))
                 continue
             for row in mine:
                 if row["status"] == R.STATUS_OK:
@@ -554,6 +585,10 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
     environment = collect_environment()
     environment["load_average_before"] = load_average()
     environment["theoretical_peak"] = theoretical_fma_peak_gflops(threads)
+    if any(BACKENDS[b].device_kind == "gpu" for b in backends):
+        from vggbench.gpu import gpu_versions
+
+        environment["gpu_versions"] = gpu_versions()  # driver, CUDA, cuDNN, TensorRT, ORT build, GPUs
     work_dir = Path(tempfile.mkdtemp(prefix="vggbench-bench-"))
     try:
         # One probe answers for every explicitly named backend (so an unavailable one fails before
@@ -579,8 +614,13 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
                 accuracy_sets[size] = prepare_accuracy_data(size, accuracy_limit, work_dir, data_dir)
             log(f"[{index}/{len(infos)}] {run_dir}")
             started = time.perf_counter()
+            # every batch size a session will see: the timed ones, the accuracy pass's and its last one
+            images = (accuracy_sets.get(size) or {}).get("images", 0)
+            session_batch_sizes = sorted(set(batch_sizes) | ({ACCURACY_BATCH_SIZE, images % ACCURACY_BATCH_SIZE or
+                                                              ACCURACY_BATCH_SIZE} if images else set()))
             new_rows = _measure_run_dir(run_dir, info, plan[run_dir], missing,
-                                        dict(settings, peak_sizes=peak_sizes, modes=list(modes)), policy,
+                                        dict(settings, peak_sizes=peak_sizes, modes=list(modes),
+                                             session_batch_sizes=session_batch_sizes), policy,
                                         accuracy_sets.get(size), work_dir, command, log)
             rows.extend(new_rows)
             log(f"      {R.summary_line(new_rows)} ({time.perf_counter() - started:.0f} s)")

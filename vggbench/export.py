@@ -19,12 +19,11 @@ import numpy as np
 
 from vggbench import data, models
 from vggbench._mxnet import import_mxnet
-from vggbench.artifacts import ONNX_VARIANT_FILES, PARAMS_FILE, SYMBOL_FILE, atomic_path  # noqa: F401 (re-exported)
+from vggbench.artifacts import INPUT_NAME, ONNX_VARIANT_FILES, PARAMS_FILE, SYMBOL_FILE, atomic_path  # noqa: F401 (re-exported)
 from vggbench.errors import VggbenchError
 from vggbench.metrics import compare_logits, predict_in_batches
 
 ONNX_FILE = ONNX_VARIANT_FILES["fp32"]
-INPUT_NAME = "data"
 # Parity tolerances: fp32 MXNet vs ONNX Runtime on the same images.
 PARITY_MAX_ABS_DIFF = 1e-3
 PARITY_MIN_TOP1_AGREEMENT = 0.999

@@ -503,7 +503,10 @@ def preload_tensorrt(library_dir: Optional[Path] = None) -> List[str]:
     library_dir = library_dir or tensorrt_library_dir()
     if library_dir is None:
         return []
-    return [load_library(library_dir / name) for name in TENSORRT_LIBRARIES if (library_dir / name).is_file()]
+    # The builder opens its resource library (libnvinfer_builder_resource.so.10.x.y) by name when it
+    # builds an engine: loaded here, that lookup finds it in the process.
+    names = list(TENSORRT_LIBRARIES) + sorted(p.name for p in library_dir.glob("libnvinfer_builder_resource*.so*"))
+    return [load_library(library_dir / name) for name in names if (library_dir / name).is_file()]
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def calibration_batches(input_size: int, n_images: int = DEFAULT_CALIB_IMAGES, s
 
 def make_calibration_reader(batches: Sequence[np.ndarray], input_name: str, progress: bool = False,
                             desc: str = "calibration"):
-    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``batches`` (rewindable, sliceable)."""
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over ``batches`` (rewindable, sliceable)
+    that feeds each batch as the model input ``input_name``; with ``progress`` a tqdm bar named ``desc``."""
     CalibrationDataReader = _quantization().CalibrationDataReader
 
     class _Reader(CalibrationDataReader):
@@ -136,7 +137,8 @@ def evaluate_onnx(model_path: Path, images: np.ndarray, input_size: int, batch_s
 # --- the three builders (each writes dst itself; callers pass a temporary path) ------------------
 
 def write_ort_optimized(src: Path, dst: Path) -> Dict[str, Any]:
-    """ORT's offline graph optimization: ``ORT_ENABLE_ALL`` on the CPU provider, saved to ``dst``."""
+    """ORT's offline graph optimization of the ONNX file ``src``: ``ORT_ENABLE_ALL`` on the CPU
+    provider, saved to ``dst``. Returns the manifest entry's ``build`` settings."""
     import onnxruntime as ort
 
     make_session(src, graph_optimization="all", optimized_model_path=dst)
@@ -167,8 +169,18 @@ def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: s
                   progress: bool = False) -> Dict[str, Any]:
     """Static QDQ quantization of ``src`` into ``dst``, activation ranges from ``batches``.
 
-    Calibration runs one batch at a time (``CalibStridedMinMax``), so histogram methods never hold
-    every intermediate tensor of every calibration image in memory at once.
+    Parameters:
+        src, dst: the fp32 ONNX file and where the INT8 one goes.
+        batches: preprocessed calibration batches (:func:`calibration_batches`).
+        method: one of :data:`CALIBRATION_METHODS`.
+        per_channel: weight scales per output channel (else per tensor).
+        activation_type, weight_type: ``QuantType`` names (``QUInt8``, ``QInt8``).
+        reduce_range: 7-bit weights (see :data:`INT8_REDUCE_RANGE`).
+        progress: a tqdm bar over the calibration images.
+
+    Returns the manifest entry's ``build`` settings. Calibration runs one batch at a time
+    (``CalibStridedMinMax``), so histogram methods never hold every intermediate tensor of every
+    calibration image in memory at once.
     """
     if method not in CALIBRATION_METHODS:
         raise VggbenchError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
@@ -211,7 +223,8 @@ def quantize_int8(src: Path, dst: Path, batches: Sequence[np.ndarray], method: s
 
 
 def convert_fp16(src: Path, dst: Path) -> Dict[str, Any]:
-    """float16 weights and compute, float32 input/output (``keep_io_types``), checked by onnx.checker."""
+    """``src`` converted to float16 weights and compute, float32 input/output (``keep_io_types``),
+    checked by onnx.checker, saved to ``dst``. Returns the manifest entry's ``build`` settings."""
     import onnx
     import onnxruntime as ort
 
@@ -245,7 +258,8 @@ def _pack_raw(graph) -> None:
 
 
 def sort_graph(graph) -> None:
-    """Reorder ``graph.node`` topologically (stable: keeps the original order where it can)."""
+    """Reorder the ONNX ``graph``'s nodes topologically, in place (stable: keeps the original order
+    where it can)."""
     available = {value.name for value in graph.input} | {init.name for init in graph.initializer} | {""}
     pending, ordered = list(graph.node), []
     while pending:
@@ -402,7 +416,7 @@ def _summary_line(precision: str, entry: Dict[str, Any]) -> str:
 
 
 def variants_table(variants: Dict[str, Dict[str, Any]]) -> str:
-    """A plain table of manifest variants (the optimize command's closing summary)."""
+    """A plain table of ``variants`` (``manifest["variants"]``): the optimize command's closing summary."""
     from tabulate import tabulate
 
     rows = []

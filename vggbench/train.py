@@ -143,46 +143,39 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 # --- devices ---------------------------------------------------------------------------------------
 
-def resolve_contexts(spec: str, num_gpus: Optional[int] = None) -> Tuple[list, str]:
-    """Turn ``--ctx`` (auto, cpu, gpu, gpu:0,gpu:1) into MXNet contexts plus a sentence saying why.
+def resolve_contexts(spec: str, num_gpus: Optional[int] = None, inventory: Optional[Sequence] = None
+                     ) -> Tuple[list, str]:
+    """Turn ``--ctx`` into MXNet contexts plus a sentence saying why.
 
-    ``num_gpus`` defaults to what MXNet sees (``mx.context.num_gpus()``, 0 on CPU-only builds).
+    Parameters:
+        spec: ``auto``, ``cpu``, ``gpu``, ``gpu:N``, a list ``gpu:0,gpu:1``, or ``cpu:0,cpu:1``
+            (several CPU contexts: the multi-device split path, testable without a GPU).
+        num_gpus: what MXNet sees (default ``mx.context.num_gpus()``, 0 on CPU-only builds).
+        inventory: the GPUs with their compute capability (default
+            :func:`vggbench.gpu.visible_inventory`); ``auto`` falls back to the CPU, with the reason,
+            on a GPU that mxnet-cu117 has no kernels for (Hopper and newer), and an explicit GPU
+            there is a one-line error (:func:`vggbench.gpu.resolve_mxnet_context`).
     """
-    mx = import_mxnet()
+    from vggbench import gpu
 
+    mx = import_mxnet()
+    label = (spec or "auto").strip().lower()
+    parts = [part.strip() for part in label.split(",")]
+    if all(part.startswith("cpu:") for part in parts):
+        if not all(part[4:].isdigit() for part in parts) or len(set(parts)) != len(parts):
+            raise VggbenchError(f"--ctx {label!r}: use distinct cpu:N entries, e.g. cpu:0,cpu:1")
+        contexts = [mx.cpu(int(part[4:])) for part in parts]
+        return contexts, f"--ctx {label}: training on {', '.join(str(c) for c in contexts)}"
+    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
     if num_gpus is None:
         try:
-            num_gpus = mx.context.num_gpus()
+            num_gpus = mx.context.num_gpus() if has_cuda else 0
         except mx.base.MXNetError:  # CUDA build without a usable driver
             num_gpus = 0
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto":
-        if num_gpus > 0:
-            return [mx.gpu(0)], f"--ctx auto: MXNet sees {num_gpus} GPU(s), training on gpu(0)"
-        return [mx.cpu()], "--ctx auto: MXNet sees no GPU, training on CPU"
-    if spec == "cpu":
-        return [mx.cpu()], "--ctx cpu: training on CPU"
-    indices = []
-    for part in spec.split(","):
-        part = part.strip()
-        if part == "gpu":
-            index = 0
-        elif part.startswith("gpu:") and part[4:].isdigit():
-            index = int(part[4:])
-        else:
-            raise VggbenchError(f"--ctx {spec!r}: cannot read {part!r}; use auto, cpu, gpu or a list like gpu:0,gpu:1")
-        if index in indices:
-            raise VggbenchError(f"--ctx {spec!r} lists gpu:{index} twice")
-        indices.append(index)
-    if num_gpus == 0:
-        raise VggbenchError(f"--ctx {spec}: MXNet sees no GPU (CPU-only mxnet build or no CUDA device); "
-                            f"use --ctx cpu, or install mxnet-cu117 on a machine with a GPU")
-    missing = [index for index in indices if index >= num_gpus]
-    if missing:
-        raise VggbenchError(f"--ctx {spec}: MXNet sees {num_gpus} GPU(s) (gpu:0..gpu:{num_gpus - 1}), "
-                            f"there is no gpu:{missing[0]}")
-    contexts = [mx.gpu(index) for index in indices]
-    return contexts, f"--ctx {spec}: training on {', '.join(str(c) for c in contexts)}"
+    if inventory is None:
+        inventory = gpu.visible_inventory() if num_gpus else []
+    indices, sentence = gpu.resolve_mxnet_context(label, num_gpus, inventory, mxnet_has_cuda=has_cuda)
+    return ([mx.gpu(index) for index in indices] or [mx.cpu()]), sentence
 
 
 def _split(batch, contexts: Sequence) -> list:
@@ -408,7 +401,8 @@ def plot_history(history: List[Dict[str, Any]], steps: List[Dict[str, float]], p
     """``training.png`` at ``path``: loss (left) and train/test accuracy (right) against epochs.
 
     ``history``: one row per epoch (``train_loss``, ``train_accuracy``, ``test_accuracy``);
-    ``steps``: the within-epoch points; ``loss_name``: the loss's name, the left axis label. Uses a bare ``Figure`` on the Agg canvas (no pyplot) so nothing global changes.
+    ``steps``: the within-epoch points; ``loss_name``: the loss's name, the left axis label. Uses a
+    bare ``Figure`` on the Agg canvas (no pyplot) so nothing global changes.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -541,8 +535,8 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
                 log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
             run_dir.mkdir(parents=True, exist_ok=True)
             log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
-                f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, batch {batch_size}, "
-                f"{epochs} epoch(s), seed {seed}")
+                f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, "
+                f"batch {batch_size}, {epochs} epoch(s), seed {seed}")
             for epoch in range(len(history) + 1, recipe.epochs + 1):
                 row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
                                                              (train_x, train_y), (test_x, test_y), progress)
@@ -601,7 +595,8 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
     export.export_mxnet(net, run_dir, recipe.input_size)
     onnx_info = export.export_onnx(run_dir, recipe.input_size)
     tolerance = run_info["parity_tolerance"]
-    result = export.exported_parity(run_dir, parity_x, recipe.input_size, threads=run_info["threads"]["onnxruntime"])
+    result = export.exported_parity(run_dir, parity_x, recipe.input_size,
+                                    threads=run_info["threads"]["onnxruntime"])
     result["tolerance"] = tolerance
     log(f"parity on {result['n']} test images: max |logit diff| {result['max_abs_diff']:.2e}, "
         f"top-1 agreement {result['top1_agreement']:.4f}")

@@ -55,14 +55,15 @@ def worker_command() -> List[str]:
     return [sys.executable, "-m", "vggbench.worker"]
 
 
-def worker_env(threads: Optional[int]) -> Dict[str, str]:
+def worker_env(threads: Optional[int], extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """The child's environment: OMP_NUM_THREADS set before mxnet is ever imported there (and
     MXNET_OMP_MAX_THREADS, which MXNet would otherwise let override it, removed).
 
     Parameters:
         threads: the CPU thread count every backend gets (None = inherit).
+        extra: more variables (e.g. ``NVIDIA_TF32_OVERRIDE=0`` for fp32 GPU rows).
     """
-    env = dict(os.environ)
+    env = dict(os.environ, **(extra or {}))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
         env.pop("MXNET_OMP_MAX_THREADS", None)
@@ -96,14 +97,16 @@ class Worker:
         threads: CPU threads (see :func:`worker_env`).
         command: the command line (tests use a fake worker).
         timeout_s: default per-command timeout.
+        env: extra environment variables (see :func:`worker_env`).
     """
 
     def __init__(self, label: str, stderr_path: Path, threads: Optional[int] = None,
-                 command: Optional[Sequence[str]] = None, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S):
+                 command: Optional[Sequence[str]] = None, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S,
+                 env: Optional[Dict[str, str]] = None):
         self.label, self.timeout_s, self._stderr_path = label, timeout_s, Path(stderr_path)
         self._stderr = open(self._stderr_path, "wb")
         self._proc = subprocess.Popen(list(command or worker_command()), stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._stderr, env=worker_env(threads))
+                                      stdout=subprocess.PIPE, stderr=self._stderr, env=worker_env(threads, env))
         self._buffer = b""
         self.dead: Optional[str] = None
 
@@ -216,6 +219,8 @@ class _WorkerState:
         self.backend, self.threads = cmd["backend"], cmd.get("threads")
         self.device = _device(self.backend, cmd.get("gpu", 0))
         self.options = dict(cmd.get("runtime_options") or {})
+        if BACKENDS[self.backend].family == "ort" and cmd.get("batch_sizes"):
+            self.options["batch_sizes"] = cmd["batch_sizes"]  # ort-trt's shape profile
         answers: Dict[str, Dict[str, Any]] = {}
         for precision in cmd["precisions"]:
             try:

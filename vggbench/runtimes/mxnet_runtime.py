@@ -16,12 +16,10 @@ import numpy as np
 from vggbench._mxnet import import_mxnet
 from vggbench.artifacts import read_manifest, verify_file
 from vggbench.backends import unsupported_reason
-from vggbench.environment import gpus
+from vggbench.errors import summarize_error
 from vggbench.export import PARAMS_FILE, SYMBOL_FILE, load_exported
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
-# mxnet-cu117 was built before CUDA shipped Hopper (sm_90) support.
-MXNET_MAX_COMPUTE_CAPABILITY = 8.9
 
 
 def mxnet_default_threads() -> int:
@@ -49,21 +47,22 @@ def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional
     kind, index = parse_device(device)
     if kind == "cpu":
         return None
-    mx = import_mxnet()
+    from vggbench.gpu import mxnet_gpu_unavailable_reason, visible_inventory
 
-    if not mx.runtime.Features().is_enabled("CUDA"):
-        return "this mxnet build has no CUDA (install the gpu extra: mxnet-cu117)"
+    mx = import_mxnet()
+    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
+    if not has_cuda:
+        return mxnet_gpu_unavailable_reason(None, mxnet_has_cuda=False)
     if mx.context.num_gpus() <= index:
         return f"MXNet sees {mx.context.num_gpus()} GPU(s), gpu:{index} requested"
-    for gpu in gpus()[index:index + 1]:
-        capability = gpu.get("compute_capability")
-        if capability and float(capability) > MXNET_MAX_COMPUTE_CAPABILITY:
-            return (f"mxnet-cu117 has no kernels for {gpu['name']} (compute capability {capability}, "
-                    f"sm_{capability.replace('.', '')}); CUDA 11.7 predates it")
+    for gpu in visible_inventory()[index:index + 1]:
+        reason = mxnet_gpu_unavailable_reason(gpu.compute_capability, gpu.name)
+        if reason:
+            return reason
     try:  # a real kernel launch catches what the checks above cannot
         (mx.nd.ones((1, 1, 8, 8), ctx=mx.gpu(index)) * 2).wait_to_read()
     except mx.base.MXNetError as err:
-        return f"MXNet cannot run on gpu:{index}: {str(err).strip().splitlines()[0][:200]}"
+        return f"MXNet cannot run on gpu:{index}: {summarize_error(err)}"
     return None
 
 

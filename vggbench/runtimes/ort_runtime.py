@@ -7,12 +7,14 @@ and refuse to report a CPU number under a GPU name.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from vggbench.artifacts import ONNX_VARIANT_FILES, read_manifest, verify_file
+from vggbench.artifacts import CACHE_DIR, INPUT_NAME, ONNX_VARIANT_FILES, read_manifest, verify_file
 from vggbench.backends import BACKENDS, PRECISIONS, unsupported_reason
 from vggbench.errors import VggbenchError
 from vggbench.runtimes.base import BackendUnavailable, Runtime
@@ -23,49 +25,69 @@ GRAPH_OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EX
                              "basic": "ORT_ENABLE_BASIC", "none": "ORT_DISABLE_ALL"}
 
 
-def unavailable_reason(backend: str, precision: str = "fp32") -> Optional[str]:
+def unavailable_reason(backend: str, precision: str = "fp32", device_id: int = 0) -> Optional[str]:
     """Why ``backend`` (``ort-cpu``/``ort-cuda``/``ort-trt``) cannot run the ``precision`` file here,
-    or None when it can."""
-    import onnxruntime as ort
+    or None when it can.
 
+    A GPU backend counts as available only when a tiny real session ran on its provider and gave
+    the right answer (:func:`vggbench.gpu.probe_ort_backend`): ``get_available_providers()`` lists
+    CUDA and TensorRT in every onnxruntime-gpu build, GPU or not.
+
+    Parameters:
+        backend: an ONNX Runtime backend name.
+        precision: a key of :data:`vggbench.backends.PRECISIONS`.
+        device_id: the GPU index (GPU backends only).
+    """
     if precision not in PRECISIONS:
         return f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}"
-    provider = PROVIDERS[backend]
-    if provider not in ort.get_available_providers():
-        hint = {"ort-cuda": "install the gpu extra (onnxruntime-gpu) on a machine with an NVIDIA GPU",
-                "ort-trt": "needs onnxruntime-gpu built with TensorRT and TensorRT libraries"}.get(backend, "")
-        return f"onnxruntime {ort.__version__} has no {provider} here ({hint})"
-    return unsupported_reason(backend, precision)
+    reason = unsupported_reason(backend, precision)
+    if reason or backend == "ort-cpu":
+        return reason
+    return _probe(backend, device_id)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(backend: str, device_id: int) -> Optional[str]:
+    from vggbench.gpu import probe_ort_backend
+
+    return probe_ort_backend(backend, device_id)
 
 
 def provider_options(backend: str, device_id: int = 0, cudnn_conv_algo_search: str = "EXHAUSTIVE",
                      gpu_mem_limit: Optional[int] = None, cudnn_conv_use_max_workspace: bool = True,
-                     trt_fp16: bool = False) -> List[Union[str, Tuple[str, Dict[str, Any]]]]:
+                     precision: str = "fp32", tensorrt: Optional[Dict[str, Any]] = None
+                     ) -> List[Union[str, Tuple[str, Dict[str, Any]]]]:
     """The ``providers`` list for an ONNX Runtime session on ``backend``.
 
     Parameters:
         backend: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
         device_id: the GPU index (GPU backends only).
-        cudnn_conv_algo_search: one of :data:`CUDNN_CONV_ALGO_SEARCH` (CUDA provider option).
+        cudnn_conv_algo_search: cuDNN convolution algorithm search (CUDA provider option).
         gpu_mem_limit: the CUDA arena's limit in bytes; None or 0 means no limit.
         cudnn_conv_use_max_workspace: let cuDNN pick algorithms that need a large workspace.
-        trt_fp16: let TensorRT build float16 kernels (``ort-trt`` only).
+        precision: ``fp32`` runs with TF32 off (``use_tf32=0``), ``tf32`` with it on, ``fp16``
+            lets TensorRT build float16 kernels.
+        tensorrt: ``ort-trt`` only: ``cache_dir``, ``input_name``, ``input_shape_chw`` and
+            ``batch_sizes`` for the engine/timing caches and the explicit shape profile
+            (:func:`vggbench.gpu.tensorrt_provider_options`); None = TensorRT's defaults.
 
     ``ort-trt`` lists the CUDA provider after TensorRT for the ops TensorRT cannot take.
     """
     if backend == "ort-cpu":
         return [PROVIDERS[backend]]
-    if cudnn_conv_algo_search not in CUDNN_CONV_ALGO_SEARCH:
-        raise BackendUnavailable(f"cudnn_conv_algo_search {cudnn_conv_algo_search!r} is not one of "
-                                 f"{', '.join(CUDNN_CONV_ALGO_SEARCH)}")
-    cuda = {"device_id": device_id, "cudnn_conv_algo_search": cudnn_conv_algo_search,
-            "cudnn_conv_use_max_workspace": "1" if cudnn_conv_use_max_workspace else "0"}
-    if gpu_mem_limit:
-        cuda["gpu_mem_limit"] = int(gpu_mem_limit)
-    providers = [("CUDAExecutionProvider", cuda)]
+    from vggbench import gpu
+
+    cuda = gpu.cuda_provider_options(device_id, tf32=gpu.tf32_for_precision(precision),
+                                     conv_algo_search=cudnn_conv_algo_search,
+                                     conv_use_max_workspace=cudnn_conv_use_max_workspace,
+                                     gpu_mem_limit_bytes=gpu_mem_limit)
+    providers: List[Union[str, Tuple[str, Dict[str, Any]]]] = [("CUDAExecutionProvider", cuda)]
     if backend == "ort-trt":
-        providers.insert(0, ("TensorrtExecutionProvider",
-                             {"device_id": device_id, "trt_fp16_enable": trt_fp16}))
+        if tensorrt:
+            trt = gpu.tensorrt_provider_options(device_id, precision=precision, **tensorrt)
+        else:
+            trt = {"device_id": str(device_id), "trt_fp16_enable": "1" if precision == "fp16" else "0"}
+        providers.insert(0, ("TensorrtExecutionProvider", trt))
     return providers
 
 
@@ -135,13 +157,17 @@ class ORTRuntime(Runtime):
         device_id, cudnn_conv_algo_search, gpu_mem_limit, cudnn_conv_use_max_workspace: GPU
             provider options (see :func:`provider_options`).
         graph_optimization: ``all``, ``extended``, ``basic`` or ``none`` (see :func:`make_session`).
+        batch_sizes: ``ort-trt``: every batch size the session will see (its shape profile); the
+            engine and timing caches go in the run dir's ``cache/`` folder. Creating the session
+            builds the engine: its time is recorded as ``session_create_s``, outside any timing.
     """
 
     def __init__(self, run_dir, backend: str = "ort-cpu", precision: str = "fp32",
                  threads: Optional[int] = None, device_id: int = 0,
                  cudnn_conv_algo_search: str = "EXHAUSTIVE", gpu_mem_limit: Optional[int] = None,
-                 cudnn_conv_use_max_workspace: bool = True, graph_optimization: str = "all"):
-        reason = unavailable_reason(backend, precision)
+                 cudnn_conv_use_max_workspace: bool = True, graph_optimization: str = "all",
+                 batch_sizes: Sequence[int] = (1, 16, 64)):
+        reason = unavailable_reason(backend, precision, device_id)
         if reason:
             raise BackendUnavailable(reason)
         self.backend, self.precision = backend, precision
@@ -150,18 +176,31 @@ class ORTRuntime(Runtime):
         manifest = read_manifest(run_dir)
         model_path = verify_file(run_dir, manifest, ONNX_VARIANT_FILES[PRECISIONS[precision][0]])
         self.threads = threads or os.cpu_count()
-        providers = provider_options(backend, device_id, cudnn_conv_algo_search, gpu_mem_limit,
-                                     cudnn_conv_use_max_workspace, precision == "fp16")
+        tensorrt = None
+        if backend == "ort-trt":
+            size, channels = int(manifest["input_size"]), int(manifest.get("in_channels", 1))
+            tensorrt = {"cache_dir": os.path.join(str(run_dir), CACHE_DIR), "input_name": INPUT_NAME,
+                        "input_shape_chw": (channels, size, size), "batch_sizes": sorted(set(batch_sizes))}
+        self.providers = provider_options(backend, device_id, cudnn_conv_algo_search, gpu_mem_limit,
+                                          cudnn_conv_use_max_workspace, precision, tensorrt)
+        gpu_libraries = None
+        if backend != "ort-cpu":
+            from vggbench.gpu import preload_ort_cuda
+
+            gpu_libraries = preload_ort_cuda(tensorrt=backend == "ort-trt")
+        started = time.perf_counter()
         self._session = make_session(model_path, backend, threads=threads, graph_optimization=graph_optimization,
-                                     providers=providers)
+                                     providers=self.providers)
+        session_create_s = time.perf_counter() - started
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self._options = {"providers": self._session.get_providers(), "graph_optimization": graph_optimization,
-                         "model_file": model_path.name}
+                         "model_file": model_path.name, "session_create_s": session_create_s}
         if backend != "ort-cpu":
-            self._options.update(cudnn_conv_algo_search=cudnn_conv_algo_search,
-                                 cudnn_conv_use_max_workspace=cudnn_conv_use_max_workspace,
-                                 gpu_mem_limit=gpu_mem_limit)
+            from vggbench.gpu import gpu_versions
+
+            self._options.update(provider_options=self.providers, gpu_libraries=gpu_libraries,
+                                 gpu_versions=gpu_versions())
         self._binding = None
 
     @property
