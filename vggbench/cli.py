@@ -52,6 +52,17 @@ def _input_size(text: str) -> int:
     return value
 
 
+def _command(sub, name: str):
+    """Add subcommand ``name``, run by ``_run_<name>``: its docstring's first line is the help, the
+    rest the description (``vggbench NAME --help``)."""
+    func = globals()["_run_" + name.replace("-", "_")]
+    summary, _, details = (text.replace("%", "%%") for text in func.__doc__.partition("\n\n"))
+    summary = " ".join(summary.split()).rstrip(".")
+    p = sub.add_parser(name, help=summary[:1].lower() + summary[1:], description=" ".join((details or summary).split()))
+    p.set_defaults(func=func)
+    return p
+
+
 def _threads_flag(p) -> None:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="CPU threads for MXNet (OMP_NUM_THREADS, set before mxnet is imported) and ONNX Runtime "
@@ -65,19 +76,20 @@ def _data_dir_flag(p) -> None:
 # --- vggbench models -------------------------------------------------------------------------------
 
 def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list the model zoo: parameters and GFLOPs at 96 and 224")
+    p = _command(sub, "models")
     p.add_argument("--sizes", type=_input_size, nargs="+", default=[96, 224], help="input sizes (default 96 224)")
     p.add_argument("--width-ratio", type=_positive_float, default=1.0, help="divide conv channels by this")
     p.add_argument("--classes", type=_positive_int, default=10)
     p.add_argument("--in-channels", type=_positive_int, default=1)
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON ('-' for stdout only)")
-    p.set_defaults(func=_run_models)
 
 
 def _run_models(args) -> int:
+    """List the model zoo: parameters and GFLOPs at 96 and 224."""
     import json
 
     from vggbench.artifacts import write_json_atomic
+    from vggbench.models import MODEL_NAMES
     from vggbench.pipeline import zoo_rows
     from vggbench.report import models_table
 
@@ -86,6 +98,9 @@ def _run_models(args) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     print(models_table(rows, args.sizes))
+    left_out = [name for name in MODEL_NAMES if name not in {row["model"] for row in rows}]
+    if left_out:
+        print(f"not listed: {', '.join(left_out)} (--width-ratio {args.width_ratio:g} or a size does not fit them)")
     if args.json:
         write_json_atomic(args.json, rows)
     return EXIT_OK
@@ -94,11 +109,7 @@ def _run_models(args) -> int:
 # --- vggbench train-export -------------------------------------------------------------------------
 
 def _add_train_export(sub) -> None:
-    p = sub.add_parser(
-        "train-export", help="train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir",
-        description="Train MODEL with the lesson's recipe (SGD, Xavier init, softmax cross-entropy), export it "
-                    "to MXNet symbol/params and ONNX, check ONNX Runtime against MXNet, and write "
-                    "OUT/NAME/ with manifest.json. Checkpoints after every epoch; --resume continues.")
+    p = _command(sub, "train-export")
     p.add_argument("model", help="model name, e.g. vgg11, vgg11_bn, vgg16 (see `vggbench models`)")
     p.add_argument("--size", type=_input_size, default=96, help="input size in pixels (default 96; the paper uses 224)")
     p.add_argument("--epochs", type=_positive_int, default=5, help="total epochs (default 5)")
@@ -122,10 +133,15 @@ def _add_train_export(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (per-epoch lines only)")
     p.add_argument("--optimize", action="store_true",
                    help="afterwards, also build the ORT-optimized, INT8 and FP16 variants (vggbench optimize)")
-    p.set_defaults(func=_run_train_export)
 
 
 def _run_train_export(args) -> int:
+    """Train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir.
+
+    Train MODEL with the lesson's recipe (SGD, Xavier init, softmax cross-entropy), export it to
+    MXNet symbol/params and ONNX, check ONNX Runtime against MXNet, and write OUT/NAME/ with
+    manifest.json. Checkpoints after every epoch; --resume continues.
+    """
     from vggbench.pipeline import train_export_and_optimize
 
     run_dir = train_export_and_optimize(
@@ -204,16 +220,10 @@ def _bench_kwargs(args) -> dict:
 
 
 def _add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench", help="time one exported model on every backend: throughput with 95% CI, latency, accuracy",
-        description="Benchmark RUN_DIR on each backend in its own worker process: warm-up, then interleaved timed "
-                    "rounds until each row's median is known to +-2% (95% CI); images/s, latency p50/p90/p99, "
-                    "GFLOP/s and percent of a GEMM peak measured in the same run, top-1 accuracy on the real test "
-                    "set. Unavailable backends are rows in the default sweep. Exit 3 when a row failed.")
+    p = _command(sub, "bench")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by `vggbench train-export`")
     _bench_flags(p, "backends to run (default: all; unavailable ones show as rows). Naming an unavailable "
                     "backend here is an error")
-    p.set_defaults(func=_run_bench)
 
 
 def _print_and_write(results, args, pivot: bool) -> int:
@@ -229,6 +239,13 @@ def _print_and_write(results, args, pivot: bool) -> int:
 
 
 def _run_bench(args) -> int:
+    """Time one exported model on every backend: throughput with 95% CI, latency, accuracy.
+
+    Benchmark RUN_DIR on each backend in its own worker process: warm-up, then interleaved timed
+    rounds until each row's median is known to +-2% (95% CI); images/s, latency p50/p90/p99, GFLOP/s
+    and percent of a GEMM peak measured in the same run, top-1 accuracy on the real test set.
+    Unavailable backends are rows in the default sweep. Exit 3 when a row failed.
+    """
     from vggbench.bench import sweep
     from vggbench.pipeline import check_outputs
 
@@ -238,10 +255,7 @@ def _run_bench(args) -> int:
 
 
 def _add_compare(sub) -> None:
-    p = sub.add_parser(
-        "compare", help="one side-by-side table across models, sizes and backends (or from saved results)",
-        description="Benchmark run dirs (default: all in --runs-dir) and print one table with speedup vs "
-                    "mxnet-hybrid and its 95%% CI; --from rebuilds the tables from saved results JSON files.")
+    p = _command(sub, "compare")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run dirs (default: every run dir in --runs-dir)")
     p.add_argument("--models", nargs="+", metavar="MODEL", help="only these models (missing runs: see --train)")
     p.add_argument("--sizes", nargs="+", type=_input_size, metavar="SIZE",
@@ -257,10 +271,14 @@ def _add_compare(sub) -> None:
     p.add_argument("--markdown", metavar="FILE", help="write the tables and notes as Markdown")
     p.add_argument("--plot", metavar="FILE.png", help="plot throughput vs batch size with 95%% CI error bars")
     _bench_flags(p, "backends to run or show (default: all; unavailable ones show as rows)")
-    p.set_defaults(func=_run_compare)
 
 
 def _run_compare(args) -> int:
+    """One side-by-side table across models, sizes and backends (or from saved results).
+
+    Benchmark run dirs (default: all in --runs-dir) and print one table with speedup vs mxnet-hybrid
+    and its 95% CI; --from rebuilds the tables from saved results JSON files.
+    """
     from vggbench.pipeline import check_outputs, compare
 
     check_outputs([args.json, args.csv, args.markdown, args.plot])
@@ -277,21 +295,22 @@ def _run_compare(args) -> int:
 # --- vggbench doctor -------------------------------------------------------------------------------
 
 def _add_doctor(sub) -> None:
-    p = sub.add_parser(
-        "doctor", help="which backends x precisions run here, why not, versions, a one-second smoke of each",
-        description="One table of every backend x precision: available (after a real one-second smoke inference "
-                    "on it) or the exact reason it is not, with versions. --gpu-smoke OUT_DIR is the first command "
-                    "on a GPU box: a few training steps, export, and every available GPU backend at 96 and 224, "
-                    "batch 1 and 64, written as results JSON and table.")
+    p = _command(sub, "doctor")
     p.add_argument("--json", metavar="FILE", help="also write the rows and versions as JSON")
     p.add_argument("--require", nargs="+", metavar="BACKEND[:PRECISION]", default=(),
                    help="exit 1 when one of these is unavailable (e.g. ort-cuda ort-trt:fp16)")
     p.add_argument("--gpu-smoke", metavar="OUT_DIR", help="train a few steps, export and bench every GPU backend")
     _data_dir_flag(p)
-    p.set_defaults(func=_run_doctor)
 
 
 def _run_doctor(args) -> int:
+    """Which backends x precisions run here, why not, versions, a one-second smoke of each.
+
+    One table of every backend x precision: available (after a real one-second smoke inference on
+    it) or the exact reason it is not, with versions. --gpu-smoke OUT_DIR is the first command on a
+    GPU box: a few training steps, export, and every available GPU backend at 96 and 224, batch 1
+    and 64, written as results JSON and table.
+    """
     from vggbench.doctor import doctor_command
 
     return doctor_command(require=args.require, json_path=args.json, gpu_smoke_dir=args.gpu_smoke,
@@ -301,11 +320,7 @@ def _run_doctor(args) -> int:
 # --- vggbench exercises ----------------------------------------------------------------------------
 
 def _add_exercises(sub) -> None:
-    p = sub.add_parser(
-        "exercises", help="train, measure and publish the lesson's exercises (tables + accuracy plot)",
-        description="Train LeNet, AlexNet and VGG-11/13/16/19 (and VGG-11 at 224) with one recipe, benchmark them "
-                    "in one interleaved sweep, and write OUT/exercises.md, exercises.json and baselines.png. "
-                    "Finished runs in OUT/runs with the same recipe are reused.")
+    p = _command(sub, "exercises")
     p.add_argument("--out", default="docs/exercises", help="where runs and published files go (default docs/exercises)")
     p.add_argument("--epochs", type=_positive_int, default=2, help="epochs for every model (default 2)")
     p.add_argument("--train-limit", type=_positive_int, default=10000, metavar="N",
@@ -316,10 +331,15 @@ def _add_exercises(sub) -> None:
     _data_dir_flag(p)
     _threads_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    p.set_defaults(func=_run_exercises)
 
 
 def _run_exercises(args) -> int:
+    """Train, measure and publish the lesson's exercises (tables + accuracy plot).
+
+    Train LeNet, AlexNet and VGG-11/13/16/19 (and VGG-11 at 224) with one recipe, benchmark them in
+    one interleaved sweep, and write OUT/exercises.md, exercises.json and baselines.png. Finished
+    runs in OUT/runs with the same recipe are reused.
+    """
     from vggbench.pipeline import exercises
     from vggbench.report import exercises_markdown
 
@@ -338,13 +358,7 @@ def _add_optimize(sub) -> None:
     from vggbench.optimize import (CALIBRATION_METHODS, DEFAULT_CALIB_IMAGES, DEFAULT_CALIB_METHOD,
                                    DEFAULT_MAX_ACCURACY_DROP_POINTS)
 
-    p = sub.add_parser(
-        "optimize", help="write ORT-optimized, INT8 and FP16 variants of a run dir's model.onnx, with accuracy gates",
-        description="Write model.opt.onnx (ONNX Runtime's offline-optimized graph, for ort-cpu) and, by default, "
-                    "model.int8.onnx (static QDQ quantization calibrated on training images) and model.fp16.onnx "
-                    "(float16 inside, float32 in/out, for ort-cuda) next to RUN_DIR/model.onnx. Each is measured "
-                    "on the test set against model.onnx and recorded in manifest.json; a variant whose accuracy "
-                    "drops by more than --max-accuracy-drop points is flagged.")
+    p = _command(sub, "optimize")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run dir made by train-export")
     p.add_argument("--int8", action="store_true",
                    help="build the INT8 variant (with --fp16/--int8 given, only those are built besides opt; "
@@ -363,10 +377,17 @@ def _add_optimize(sub) -> None:
     _data_dir_flag(p)
     _threads_flag(p)
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    p.set_defaults(func=_run_optimize)
 
 
 def _run_optimize(args) -> int:
+    """Write ORT-optimized, INT8 and FP16 variants of a run dir's model.onnx, with accuracy gates.
+
+    Write model.opt.onnx (ONNX Runtime's offline-optimized graph, for ort-cpu) and, by default,
+    model.int8.onnx (static QDQ quantization calibrated on training images) and model.fp16.onnx
+    (float16 inside, float32 in/out, for ort-cuda) next to RUN_DIR/model.onnx. Each is measured on
+    the test set against model.onnx and recorded in manifest.json; a variant whose accuracy drops by
+    more than --max-accuracy-drop points is flagged.
+    """
     from vggbench.optimize import optimize_run_dir, variants_table
 
     both = not (args.int8 or args.fp16)
@@ -381,19 +402,19 @@ def _run_optimize(args) -> int:
 # --- vggbench bench-table --------------------------------------------------------------------------
 
 def _add_bench_table(sub) -> None:
-    p = sub.add_parser(
-        "bench-table", help="print saved pytest-benchmark JSON (benchmarks/ suite) as a vggbench table",
-        description="Turn the JSON written by `pytest benchmarks --benchmark-json=FILE` (or saved by "
-                    "--benchmark-autosave under .benchmarks/) into one table: name, model, size, backend, "
-                    "precision, batch, median/IQR/min ms, images/s, rounds. The ratio gate is "
-                    "`python benchmarks/gate.py FILE`.")
+    p = _command(sub, "bench-table")
     p.add_argument("files", nargs="+", metavar="FILE.json", help="pytest-benchmark JSON file(s)")
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON ('-' for stdout only)")
     p.add_argument("--tablefmt", default="github", help="tabulate table format (default github)")
-    p.set_defaults(func=_run_bench_table)
 
 
 def _run_bench_table(args) -> int:
+    """Print saved pytest-benchmark JSON (benchmarks/ suite) as a vggbench table.
+
+    Turn the JSON written by `pytest benchmarks --benchmark-json=FILE` (or saved by --benchmark-
+    autosave under .benchmarks/) into one table: name, model, size, backend, precision, batch,
+    median/IQR/min ms, images/s, rounds. The ratio gate is `python benchmarks/gate.py FILE`.
+    """
     from vggbench.pytest_bench import bench_table
 
     bench_table(args.files, json_path=args.json, tablefmt=args.tablefmt)

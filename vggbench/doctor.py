@@ -326,10 +326,6 @@ def environment_notes(distributions: Optional[Dict[str, str]] = None) -> List[st
     return notes
 
 
-def _status_text(row: Dict[str, Any]) -> str:
-    return row["status"] if row["status"] == AVAILABLE else f"{row['status']}: {row['reason']}"
-
-
 def _smoke_text(row: Dict[str, Any]) -> Optional[str]:
     if row["status"] != AVAILABLE:
         return None
@@ -338,11 +334,20 @@ def _smoke_text(row: Dict[str, Any]) -> Optional[str]:
 
 
 def doctor_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """The doctor rows as a GitHub-Markdown table."""
-    from vggbench.report import format_table
+    """The doctor rows as a GitHub-Markdown table; each reason once, as a numbered footnote under it
+    (so the table fits a terminal; ``--json`` keeps every reason on its row)."""
+    from vggbench.report import Footnotes, format_table
 
-    return format_table(rows, [("backend", "backend"), ("precision", "precision"), ("device", "device"),
-                               ("status", _status_text), ("smoke run", _smoke_text), ("versions", "versions")])
+    notes = Footnotes()
+
+    def status(row: Dict[str, Any]) -> str:
+        if row["status"] == AVAILABLE:
+            return AVAILABLE
+        return notes.status({"status": f"{row['status']}: {row['reason']}"})
+
+    table = format_table(rows, [("backend", "backend"), ("precision", "precision"), ("device", "device"),
+                                ("status", status), ("smoke run", _smoke_text), ("versions", "versions")])
+    return "\n".join([table, ""] + notes.lines()) if notes.lines() else table
 
 
 def _machine_lines(versions: Dict[str, Any]) -> List[str]:

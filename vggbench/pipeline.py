@@ -22,16 +22,28 @@ def zoo_rows(sizes: Iterable[int] = (96, 224), width_ratio: float = 1.0, classes
              in_channels: int = 1) -> List[Dict[str, Any]]:
     """One row per model of the zoo: config, and parameters and GFLOPs per input size.
 
+    Models that ``width_ratio`` or a size does not fit (e.g. LeNet's 6-channel layer at ratio 8)
+    are left out; when none fits, the first model's one-line error is raised.
+
     Parameters:
         sizes: input sizes.
         width_ratio: conv channels divided by this.
         classes: output classes.
         in_channels: image channels.
     """
-    from vggbench.models import MODEL_NAMES, model_stats
+    from vggbench.models import MODEL_NAMES, check_input_size, check_width_ratio, model_stats
 
+    usable = []
+    for name in MODEL_NAMES:  # a model whose narrowest layer cannot be divided that far is left out
+        try:
+            check_width_ratio(name, width_ratio, "--width-ratio")
+            usable += [name] if all(check_input_size(size, name, "--sizes") for size in sizes) else []
+        except VggbenchError as err:
+            first_error = err
+    if not usable:
+        raise first_error
     rows = []
-    for name in MODEL_NAMES:
+    for name in usable:
         per_size = [model_stats(name, size, classes, in_channels, width_ratio) for size in sizes]
         row = {"model": name, "config": per_size[0]["config"], "width_ratio": width_ratio,
                "classes": classes, "in_channels": in_channels}
