@@ -177,7 +177,8 @@ def test_watchdog_ends_the_process_when_its_launcher_is_gone(tmp_path):
 # --- real KVStore jobs on loopback -----------------------------------------------------------------
 
 # A tiny real training run through DistributedTrainer. argv: out_dir kvstore n_images global_batch
-# epochs timeout_s die_at_step (rank 1 SIGKILLs itself before that global step; 0: never).
+# epochs timeout_s die_at_step (rank 1 SIGKILLs itself before that global step; negative: raises
+# an error there instead and leaves the job with abandon(); 0: never).
 WORKER_SCRIPT = '''
 import os, signal, sys, time
 import numpy as np
@@ -199,7 +200,7 @@ net.add(gluon.nn.Conv2D(3, 3, activation="relu"), gluon.nn.Flatten(), gluon.nn.D
 net.initialize(mx.init.Xavier())
 net(mx.nd.zeros((1, 1, 6, 6)))
 trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, **{**distributed.trainer_options(kvstore), "kvstore": kv})
-steps = distributed.DistributedTrainer(trainer, info, net, [mx.cpu()], (1, 6, 6), global_batch, watchdog)
+steps = distributed.DistributedTrainer(trainer, kv, info, net, [mx.cpu()], (1, 6, 6), global_batch, watchdog)
 steps.prepare()
 rng = np.random.RandomState(0)
 images = rng.rand(n_images, 1, 6, 6).astype("float32")
@@ -218,8 +219,11 @@ for epoch in range(1, epochs + 1):
     mine, used = plan.indices(info.rank), 0
     for count in plan.local_images[info.rank]:
         step += 1
-        if die_at_step and step == die_at_step and info.rank == 1:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if die_at_step and step == abs(die_at_step) and info.rank == 1:
+            if die_at_step > 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+            steps.abandon()
+            raise SystemExit("rank 1: a made-up error")
         if count == 0:
             break
         x = mx.nd.array(images[mine[used:used + count]])
@@ -304,7 +308,6 @@ def _no_process_of(plan) -> bool:
     return True
 
 
-@pytest.mark.slow
 def test_dist_sync_step_equals_a_single_process_step_on_the_global_batch(tmp_path):
     """9 images, global batch 4, 2 workers: steps of 4, 4 and 1 image (worker 1 idle in the last).
     Both workers end with the same weights, equal to one process stepping over the same batches."""
@@ -323,7 +326,6 @@ def test_dist_sync_step_equals_a_single_process_step_on_the_global_batch(tmp_pat
         assert any(not np.allclose(a, b) for a, b in zip(rank0, start0))  # it did train
 
 
-@pytest.mark.slow
 def test_a_killed_worker_ends_the_whole_job_quickly_and_cleanly(tmp_path):
     code, out, elapsed, plan = _job(tmp_path, "dist_sync", n_images=400, global_batch=4, epochs=1, die_at_step=3)
     assert code == 128 + 9, out
@@ -335,7 +337,16 @@ def test_a_killed_worker_ends_the_whole_job_quickly_and_cleanly(tmp_path):
     assert not (tmp_path / "rank0-end.npz").exists()
 
 
-@pytest.mark.slow
+def test_a_worker_failing_alone_exits_at_once_with_its_own_error(tmp_path):
+    """Without abandon() the failing worker would wait forever at exit for the others."""
+    code, out, elapsed, plan = _job(tmp_path, "dist_sync", n_images=400, global_batch=4, epochs=1, die_at_step=-3)
+    assert code == 1, out
+    failure = [line for line in out.splitlines() if line.startswith("vggbench launch:")]
+    assert len(failure) == 1 and "rank 1) exited with status 1" in failure[0], out
+    assert "rank 1: a made-up error" in failure[0]
+    assert elapsed < 60 and _no_process_of(plan)
+
+
 def test_without_a_launcher_the_watchdog_ends_the_surviving_worker(tmp_path):
     """Started by hand (as a cluster scheduler would): rank 1 dies, rank 0 would wait forever in
     its next push; the watchdog ends it after its bound with one line and status 4."""
@@ -363,3 +374,47 @@ def test_without_a_launcher_the_watchdog_ends_the_surviving_worker(tmp_path):
                 proc.kill()
             proc.communicate()
     assert _no_process_of(plan)
+
+
+# --- train-export as a dist_sync job --------------------------------------------------------------
+
+TRAIN_EXPORT_SCRIPT = '''
+import sys
+from vggbench import train
+data_dir, out, epochs, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "resume"
+run_dir = train.train_export("vgg11", input_size=32, width_ratio=64, epochs=epochs, batch_size=16, lr=0.05,
+                             train_limit=72, test_limit=32, parity_images=16, ctx="cpu", data_dir=data_dir,
+                             out=out, name="dist", resume=resume, kvstore="dist_sync", progress=False)
+print("train_export returned", run_dir, flush=True)
+'''
+
+
+@pytest.mark.slow
+def test_train_export_as_a_dist_sync_job_writes_one_valid_run_dir_and_resumes(tmp_path, data_dir):
+    """2 workers, 72 images in global steps of 16 (8 per worker; the last step 4 each), then a
+    resume for a second epoch: rank 0 alone writes the run dir, which verifies like any other."""
+    from vggbench import artifacts
+
+    script = tmp_path / "train_export.py"
+    script.write_text(TRAIN_EXPORT_SCRIPT)
+    out = tmp_path / "runs"
+    for epochs, mode in ((1, "fresh"), (2, "resume")):
+        plan = launch.plan_local(2, 1, [sys.executable, str(script), str(data_dir), str(out), str(epochs), mode])
+        log = io.StringIO()
+        assert launch.run_local(plan, timeout_s=300, grace_s=5.0, stream=log) == 0, log.getvalue()
+        text = log.getvalue()
+        assert text.count("train_export returned None") == 1
+        assert text.count(f"train_export returned {out / 'dist'}") == 1
+        assert _no_process_of(plan)
+        assert sorted(p.name for p in out.iterdir()) == ["dist"]  # nothing written by the other rank
+        manifest = artifacts.read_manifest(out / "dist")
+        artifacts.verify_all(out / "dist", manifest)
+        fields = manifest["distributed"]
+        assert (fields["kvstore"], fields["num_workers"], fields["rank"]) == ("dist_sync", 2, 0)
+        assert (fields["global_batch"], fields["per_worker_batch"]) == (16, 8)
+        assert manifest["train_images"] == 72 and manifest["recipe"]["batch_size"] == 16
+        assert manifest["parity"]["n"] == 16 and manifest["parity"]["top1_agreement"] == 1.0
+        history = manifest_history = [row["epoch"] for row in __import__("json").loads(
+            (out / "dist" / "history.json").read_text())["epochs"]]
+        assert manifest_history == list(range(1, epochs + 1)), history
+    assert "resuming" in text and "after epoch 1 of 2" in text

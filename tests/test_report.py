@@ -213,3 +213,17 @@ def test_a_variant_flagged_by_optimize_is_marked_in_the_tables(bench_run_dir):
     assert row["variant_flagged"] is True and row["variant_accuracy_drop_points"] == 1.5
     assert "opt FLAGGED (-1.50 pts)" in report.results_table([row])
     assert "ort-cpu opt FLAGGED" in report.throughput_pivot([row])
+
+
+def test_compare_shows_training_speed_from_the_runs_history(trained_run_dir, data_dir):
+    results = pipeline.compare([str(trained_run_dir)], backends=["mxnet-hybrid"], data_dir=str(data_dir),
+                               **dict(QUIET, batch_sizes=[2], modes=["end-to-end"], accuracy_limit=0))
+    [training] = results["training"]
+    history = json.loads((trained_run_dir / "history.json").read_text())["epochs"]
+    assert training["train_images_per_s"] == history[-1]["images_per_s"] > 0
+    info = results["settings"]["models"][0]
+    assert training["train_gflops_per_s"] == pytest.approx(3 * info["gflops_per_image"] * history[-1]["images_per_s"])
+    assert training["devices"] == "cpu(0)" and training["batch_size"] == 64
+    text = report.render_results(results)
+    assert "Training (from each run's history):" in text and "train images/s" in text
+    assert "## Training" in report.markdown_report(results)

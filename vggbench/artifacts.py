@@ -52,6 +52,9 @@ PARAMS_FILE = "model-0000.params"
 MXNET_FILES = (SYMBOL_FILE, PARAMS_FILE)
 # The exported graph's input (MXNet symbol and ONNX model alike).
 INPUT_NAME = "data"
+# Training history (one row per epoch) and its curves, written by train-export.
+HISTORY_FILE = "history.json"
+CURVES_FILE = "training.png"
 # Per-machine caches inside a run dir (TensorRT engines and timing cache): not artifacts, not hashed.
 CACHE_DIR = "cache"
 # An unfinished run dir holds this checkpoint index (train.CHECKPOINT_DIR / train.CHECKPOINT_INDEX).

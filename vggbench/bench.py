@@ -172,6 +172,45 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
                               for precision, entry in manifest.get("variants", {}).items()}}
 
 
+def training_row(run_dir, manifest: Dict[str, Any], info: Dict[str, Any],
+                 rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The run's training speed from its ``history.json``, next to the inference rows (None when
+    the run has no training history, e.g. an exported untrained model).
+
+    Training images/s is the last epoch's (images / epoch time, data loading included); training
+    does about 3x the forward FLOPs (forward, backward for activations, backward for weights), so
+    ``train_gflops_per_s = 3 x gflops_per_image x images_per_s``; ``pct_of_peak`` divides it by the
+    mxnet-hybrid fp32 GEMM peak measured in this sweep when training ran on the CPU with the same
+    thread count (else None).
+
+    Parameters:
+        run_dir, manifest: the run.
+        info: :func:`run_info` of it.
+        rows: this sweep's rows (for the peak).
+    """
+    import json
+
+    from vggbench.artifacts import HISTORY_FILE, verify_file
+
+    if HISTORY_FILE not in manifest.get("files", {}):
+        return None
+    epochs = json.loads(verify_file(run_dir, manifest, HISTORY_FILE).read_text()).get("epochs") or []
+    if not epochs or not epochs[-1].get("images_per_s"):
+        return None
+    last = epochs[-1]
+    threads = (manifest.get("threads") or {}).get("mxnet")
+    devices = ",".join((manifest.get("device") or {}).get("contexts") or ["cpu(0)"])
+    gflops = 3 * info["gflops_per_image"] * last["images_per_s"]
+    peak = next((r["peak_gflops_per_s"] for r in rows if r["run_dir"] == info["run_dir"]
+                 and r["backend"] == "mxnet-hybrid" and r.get("peak_gflops_per_s") and r.get("threads") == threads),
+                None)
+    on_cpu = "gpu" not in str(devices)
+    return {"run_dir": info["run_dir"], "model": info["model"], "input_size": info["input_size"],
+            "width_ratio": info["width_ratio"], "epoch": last.get("epoch"), "train_images_per_s": last["images_per_s"],
+            "train_gflops_per_s": gflops, "pct_of_peak": 100 * gflops / peak if peak and on_cpu else None,
+            "threads": threads, "devices": devices, "batch_size": (manifest.get("recipe") or {}).get("batch_size")}
+
+
 def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]) -> None:
     """Check every file the planned rows will load before anything is timed.
 
@@ -627,7 +666,10 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         full = accuracy_limit is None or all(a["full_test_set"] for a in accuracy_sets.values())
         R.add_accuracy_deltas(rows, infos, full)
         R.add_speedups(rows)
+        training = [row for row in (training_row(run_dir, manifests[run_dir], infos[run_dir], rows)
+                                    for run_dir in infos) if row]
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     environment["load_average_after"] = load_average()
-    return {"schema": R.SCHEMA, "environment": environment, "settings": settings, "rows": rows}
+    return {"schema": R.SCHEMA, "environment": environment, "settings": settings, "rows": rows,
+            "training": training}

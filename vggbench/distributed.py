@@ -408,18 +408,19 @@ class DistributedTrainer:
     Trainer; this class turns them into the synchronous semantics above and bounds every KVStore
     wait with the watchdog.
 
-    Parameters: ``trainer``: a ``gluon.Trainer`` built with :func:`trainer_options` and the
-    KVStore from :func:`create_kvstore`; ``info``: that KVStore's :class:`DistInfo`; ``net`` and
+    Parameters: ``trainer``: a ``gluon.Trainer`` built with :func:`trainer_options` and
+    ``kvstore``, the KVStore from :func:`create_kvstore`; ``info``: its :class:`DistInfo`; ``net`` and
     ``contexts``: the network and this worker's devices (a worker with no images in a step runs
     a zero-weighted pass on them); ``input_shape``: one image's ``(channels, height, width)``;
     ``global_batch``: ``--batch-size``; ``watchdog``: the process's :class:`KVStoreWatchdog`.
     """
 
-    def __init__(self, trainer, info: DistInfo, net, contexts: Sequence, input_shape: Sequence[int],
+    def __init__(self, trainer, kvstore, info: DistInfo, net, contexts: Sequence, input_shape: Sequence[int],
                  global_batch: int, watchdog: KVStoreWatchdog):
         if not info.distributed:
             raise ValueError("DistributedTrainer is for dist_* KVStores; use the gluon.Trainer itself otherwise")
         self.trainer = trainer
+        self.kv = kvstore
         self.info = info
         self.net = net
         self.contexts = list(contexts)
@@ -432,7 +433,6 @@ class DistributedTrainer:
         self._step = 0
         self._epoch = 0
         self._next_key = CONTROL_KEY_BASE
-        self._closed = False
 
     # -- set-up ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -529,7 +529,7 @@ class DistributedTrainer:
         if self._next_key >= CONTROL_KEY_LIMIT:
             raise RuntimeError("out of KVStore control keys")
         key, self._next_key = self._next_key, self._next_key + 1
-        kv = self.trainer._kvstore
+        kv = self.kv
         local = mx.nd.array(np.asarray(values, dtype=np.float32))
         out = mx.nd.zeros(local.shape)
         with self.watchdog.guard(f"waiting for rank 0: {what}"):
@@ -541,7 +541,7 @@ class DistributedTrainer:
     def barrier(self, what: str) -> None:
         """Every worker waits here until all have arrived (bounded by the watchdog)."""
         with self.watchdog.guard(f"waiting for every worker: {what}"):
-            self.trainer._kvstore._barrier()
+            self.kv._barrier()
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_states(self, fname: str) -> None:
@@ -570,21 +570,39 @@ class DistributedTrainer:
 
     # -- the end -----------------------------------------------------------------------------------
     def close(self) -> None:
-        """Leave the job: every worker meets once more, rank 0 stops the servers and the
-        scheduler, and the KVStore is freed, so rank 0 can export afterwards while the others
-        exit (MXNet would otherwise hold every worker at exit until rank 0 finished)."""
-        if self._closed:
-            return
-        from vggbench._mxnet import import_mxnet
+        """Leave the job together: every worker meets once more, rank 0 stops the servers and the
+        scheduler, and the KVStore is freed, so rank 0 can export afterwards while the others exit
+        (MXNet would otherwise hold every worker at exit until rank 0 finished). Every worker must
+        call it; a second call does nothing."""
+        if self.kv is not None:
+            with self.watchdog.guard("leaving the job (all workers meet, rank 0 stops the servers)"):
+                free_kvstore(self.kv, wait_for_others=True)
+        self.kv = self.trainer = None  # the KVStore is gone: further use must fail loudly, not crash
 
-        mx = import_mxnet()
-        kv = self.trainer._kvstore
-        with self.watchdog.guard("leaving the job (all workers meet, rank 0 stops the servers)"):
-            mx.nd.waitall()
-            mx.base.check_call(mx.base._LIB.MXKVStoreFree(kv.handle))
-        kv.handle = None  # KVStore.__del__ frees again: make that a no-op (MXKVStoreFree(NULL))
-        self.trainer = None  # its KVStore is gone: any further use must fail loudly, not crash
-        self._closed = True
+    def abandon(self) -> None:
+        """Leave the job alone, after an error only this worker saw: free the KVStore without the
+        meeting at exit (MXNet would wait there forever for the others, and skipping the free
+        makes the process abort at exit instead). No-op after :meth:`close`."""
+        if self.kv is not None:
+            with self.watchdog.guard("leaving the job after an error"):
+                free_kvstore(self.kv, wait_for_others=False)
+        self.kv = self.trainer = None
+
+
+def free_kvstore(kvstore, wait_for_others: bool) -> None:
+    """Free a ``dist_*`` ``kvstore`` now: with ``wait_for_others`` every worker meets first (all
+    must call it) and rank 0 stops the servers; without, this worker just leaves. The Python
+    object is left harmless (its ``__del__`` then frees NULL, a no-op)."""
+    from vggbench._mxnet import import_mxnet
+
+    mx = import_mxnet()
+    lib, check_call = mx.base._LIB, mx.base.check_call
+    if wait_for_others:
+        mx.nd.waitall()
+    else:
+        check_call(lib.MXKVStoreSetBarrierBeforeExit(kvstore.handle, 0))
+    check_call(lib.MXKVStoreFree(kvstore.handle))
+    kvstore.handle = None
 
 
 def check_optimizer(kvstore_name: str, optimizer: str) -> None:

@@ -236,6 +236,21 @@ def results_notes(results: Dict) -> List[str]:
     return notes
 
 
+def training_table(training: Sequence[Dict], tablefmt: str = "github") -> str:
+    """Training speed per run (from its history): images/s, GFLOP/s (3x forward) and % of peak."""
+    return format_table(training, [
+        ("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}"),
+        ("batch", "batch_size"), ("epoch", "epoch"), ("devices", "devices"), ("threads", "threads"),
+        ("train images/s", lambda r: _fmt(r.get("train_images_per_s"), ".1f")),
+        ("train GFLOP/s", lambda r: _fmt(r.get("train_gflops_per_s"), ".1f")),
+        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f"))], tablefmt=tablefmt)
+
+
+TRAINING_NOTE = ("training: the last epoch of each run's history.json (images / epoch time, data loading "
+                 "included); GFLOP/s = 3 x forward FLOPs x images/s; % peak against this sweep's mxnet-hybrid "
+                 "GEMM peak when training ran on the CPU with the same threads.")
+
+
 def render_results(results: Dict, pivot: bool = False) -> str:
     """The table(s), their footnotes, then what was timed.
 
@@ -251,6 +266,8 @@ def render_results(results: Dict, pivot: bool = False) -> str:
     parts += [results_table(results["rows"], footnotes=footnotes), ""]
     if footnotes.lines():
         parts += footnotes.lines() + [""]
+    if results.get("training"):
+        parts += ["Training (from each run's history):", training_table(results["training"]), TRAINING_NOTE, ""]
     parts += results_notes(results)
     return "\n".join(parts)
 
@@ -279,6 +296,8 @@ def markdown_report(results: Dict) -> str:
              throughput_pivot(results["rows"]), "", "## All rows", "",
              results_table(results["rows"], footnotes=footnotes), ""]
     lines += [f"{line}  " for line in footnotes.lines()]
+    if results.get("training"):
+        lines += ["", "## Training", "", training_table(results["training"]), "", TRAINING_NOTE]
     lines += ["", "## What was timed", ""]
     lines += [f"- {note.strip()}" for note in results_notes(results)]
     return "\n".join(lines) + "\n"

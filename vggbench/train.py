@@ -28,13 +28,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vggbench import artifacts, data, export, metrics, models
+from vggbench import artifacts, data, distributed, export, metrics, models
 from vggbench._mxnet import import_mxnet, mxnet_threads, mxnet_threads_source, resolve_threads
 from vggbench.environment import cpu_model, gpus, package_versions, utc_now
 from vggbench.errors import VggbenchError
 
-HISTORY_FILE = "history.json"
-CURVES_FILE = "training.png"
+HISTORY_FILE, CURVES_FILE = artifacts.HISTORY_FILE, artifacts.CURVES_FILE
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_INDEX = "last.json"
 RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_FILE, CURVES_FILE)
@@ -211,17 +210,19 @@ def build_network(recipe: Recipe, contexts: Sequence):
     return net
 
 
-def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device"):
+def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device", update_on_kvstore: Optional[bool] = None):
     """The ``gluon.Trainer`` that updates ``net`` with the recipe's optimizer and learning rate.
 
     ``kvstore``: how gradients of several devices are summed (MXNet's ``device`` or ``local``, a
     ``dist_*`` type, or a ``KVStore``); with one device there is nothing to sum. ``trainer.step(n)``
     divides the summed gradient by ``n``, the global batch, so a batch split over devices gives the
-    update that one device would compute on the whole batch.
+    update that one device would compute on the whole batch. ``update_on_kvstore``: Gluon's (None:
+    MXNet chooses; ``distributed.trainer_options`` says what a ``dist_*`` job needs).
     """
     gluon = import_mxnet().gluon
 
-    return gluon.Trainer(net.collect_params(), recipe.make_optimizer(), kvstore=kvstore)
+    return gluon.Trainer(net.collect_params(), recipe.make_optimizer(), kvstore=kvstore,
+                         update_on_kvstore=update_on_kvstore)
 
 
 # --- one epoch and evaluation ----------------------------------------------------------------------
@@ -471,8 +472,10 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
                  threads: Optional[int] = None, parity_images: int = PARITY_IMAGES,
                  parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
                  parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
-                 progress: bool = True, log: Log = _log) -> Path:
-    """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path.
+                 kvstore: str = "device", dist_timeout_s: Optional[float] = None,
+                 progress: bool = True, log: Log = _log) -> Optional[Path]:
+    """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path (None on
+    the workers other than rank 0 of a ``dist_*`` job, which write nothing).
 
     Parameters:
         model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
@@ -489,6 +492,11 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         force: start over in a run dir that holds a run.
         parity_images, parity_max_abs_diff, parity_min_top1_agreement: the MXNet vs ONNX
             Runtime gate on the first test images.
+        kvstore: how gradients are summed: ``device``/``local`` over ``ctx``'s devices, or a
+            ``dist_*`` type: this process is one worker of a job (``vggbench launch`` or the
+            ``DMLC_*`` variables; the rules are in :mod:`vggbench.distributed`).
+        dist_timeout_s: a ``dist_*`` worker's bound on each KVStore wait
+            (``distributed.resolve_timeout_s``).
         progress: show tqdm bars.
         log: where the summary lines go.
 
@@ -509,58 +517,90 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
     import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
     name = name or artifacts.default_run_name(model, input_size, recipe.width_ratio)
     run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
+    run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
+    kvstore = distributed.check_kvstore(kvstore)
+    if distributed.is_distributed(kvstore):  # issue 12: this process is one worker of a job
+        return _train_export_distributed(recipe, kvstore, ctx, run_dir, resume, force, data_dir, test_limit,
+                                         parity_images, run_info, dist_timeout_s, progress, log)
     # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
     with artifacts.run_dir_lock(run_dir, "train-export") as lock:
-        if lock.took_over:
-            log(f"taking over {run_dir} from {artifacts.describe_holder(lock.took_over)}, which is no longer running")
-        checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
-        for leftover in artifacts.remove_orphan_temp_files(run_dir):
-            log(f"removed {leftover}, left by an interrupted run")
+        checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
         contexts, device_note = resolve_contexts(ctx)
         log(device_note)
         train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
         test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
         net = build_network(recipe, contexts)
-        trainer = build_trainer(net, recipe)
+        trainer = build_trainer(net, recipe, kvstore=kvstore)
         created = not run_dir.exists()
         try:
-            if checkpoint is None:
-                _clear_previous_run(run_dir)
-                history: List[Dict[str, Any]] = []
-                steps: List[Dict[str, float]] = []
-            else:
+            if checkpoint is not None:
                 load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
-                history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
-                artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
-                log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
-            run_dir.mkdir(parents=True, exist_ok=True)
+            history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
             log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
                 f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, "
                 f"batch {batch_size}, {epochs} epoch(s), seed {seed}")
             for epoch in range(len(history) + 1, recipe.epochs + 1):
                 row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
                                                              (train_x, train_y), (test_x, test_y), progress)
-                history.append(row)
-                steps.extend(epoch_steps)
-                log(f"epoch {epoch}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
-                    f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
-                    f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
-                save_checkpoint(run_dir, net, trainer, recipe, history, steps)
+                _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
                 created = False  # from here on the run dir holds a resumable checkpoint: keep it
         except BaseException:
             if created and run_dir.exists():
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
-        # The final evaluation is the last epoch's: the weights have not changed since.
-        log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
-            f"exporting to {run_dir}")
-        run_info = {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
-                    "threads": {"mxnet": mxnet_threads(), "mxnet_source": mxnet_threads_source(),
-                                "onnxruntime": threads},
-                    "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
-                                         "min_top1_agreement": parity_min_top1_agreement}}
+        run_info["distributed"] = distributed.distributed_recipe_fields(distributed.DistInfo(kvstore), contexts,
+                                                                         recipe.batch_size)
         return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+
+
+def _run_info(test_limit: Optional[int], data_dir: Optional[str], started: str, threads: int,
+              parity_max_abs_diff: float, parity_min_top1_agreement: float) -> Dict[str, Any]:
+    """What the manifest records about the run beyond the recipe (:func:`train_export`'s parameters)."""
+    return {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
+            "threads": {"mxnet": mxnet_threads(), "mxnet_source": mxnet_threads_source(), "onnxruntime": threads},
+            "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
+                                 "min_top1_agreement": parity_min_top1_agreement}}
+
+
+def _claim_run_dir(lock, run_dir: Path, recipe: Recipe, resume: bool, force: bool, log: Log) -> Optional[Dict[str, Any]]:
+    """Under the run dir's ``lock``: the checkpoint to resume from, or None (:func:`_prepare_run_dir`);
+    then the temporary files of a killed run are removed."""
+    if lock.took_over:
+        log(f"taking over {run_dir} from {artifacts.describe_holder(lock.took_over)}, which is no longer running")
+    checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
+    for leftover in artifacts.remove_orphan_temp_files(run_dir):
+        log(f"removed {leftover}, left by an interrupted run")
+    return checkpoint
+
+
+def _open_run_dir(run_dir: Path, checkpoint: Optional[Dict[str, Any]], recipe: Recipe,
+                  log: Log) -> Tuple[List[Dict[str, Any]], List[Dict[str, float]]]:
+    """Make ``run_dir`` ready to train into: a fresh start clears an old run, a resume (from
+    ``checkpoint``, whose weights are loaded by the caller) drops the manifest. Returns the history
+    rows and curve points so far."""
+    if checkpoint is None:
+        _clear_previous_run(run_dir)
+        history: List[Dict[str, Any]] = []
+        steps: List[Dict[str, float]] = []
+    else:
+        history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
+        artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
+        log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return history, steps
+
+
+def _record_epoch(run_dir: Path, net, trainer, recipe: Recipe, history: List[Dict[str, Any]],
+                  steps: List[Dict[str, float]], row: Dict[str, Any], epoch_steps: List[Dict[str, float]],
+                  log: Log) -> None:
+    """Append the epoch's history ``row`` and curve points, log them, and checkpoint."""
+    history.append(row)
+    steps.extend(epoch_steps)
+    log(f"epoch {row['epoch']}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
+        f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
+        f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
+    save_checkpoint(run_dir, net, trainer, recipe, history, steps)
 
 
 def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts: Sequence, train_split,
@@ -570,6 +610,13 @@ def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts
                               seed=epoch_seed(recipe.seed, epoch))
     stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
                         progress)
+    return _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
+
+
+def _test_one_epoch(net, recipe: Recipe, epoch: int, contexts: Sequence, test_split,
+                    stats: Dict[str, Any]) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+    """After ``epoch``'s training (``train_epoch``'s ``stats``): the divergence checks and the test
+    accuracy on ``test_split``; returns the history row and the epoch's curve points."""
     check_finite_weights(net, epoch, recipe.lr)
     try:
         test_accuracy, test_images = evaluate(net, *test_split, recipe.input_size, contexts)
@@ -590,6 +637,10 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
                 contexts: Sequence, parity_x: np.ndarray, run_info: Dict[str, Any], log: Log) -> Path:
     """Export, check parity, write history + curves, then the manifest (last, atomically)."""
     mx = import_mxnet()
+
+    # The final evaluation is the last epoch's: the weights have not changed since.
+    log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
+        f"exporting to {run_dir}")
 
     net.collect_params().reset_ctx(mx.cpu())  # export and parity run on CPU, wherever we trained
     export.export_mxnet(net, run_dir, recipe.input_size)
@@ -633,6 +684,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
                    "gpus": gpus() if any(c.device_type == "gpu" for c in contexts) else []},
         "data_dir": run_info["data_dir"],
         "threads": run_info["threads"],
+        "distributed": run_info["distributed"],
         "timestamps": {"started": run_info["started"], "finished": utc_now()},
     }
     for file_name in RUN_FILES:
@@ -640,3 +692,138 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
     artifacts.write_manifest(run_dir, manifest)
     log(f"wrote {run_dir / artifacts.MANIFEST_NAME}")
     return run_dir
+
+
+# --- one worker of a multi-machine job: --kvstore dist_* (issue 12) --------------------------------
+
+def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: Path, resume: bool, force: bool,
+                              data_dir: Optional[str], test_limit: Optional[int], parity_images: int,
+                              run_info: Dict[str, Any], timeout_s: Optional[float], progress: bool,
+                              log: Log) -> Optional[Path]:
+    """:func:`train_export` on one worker of a ``dist_*`` job; rank 0 returns the run dir, the
+    others None. The batch, shard and failure rules are :mod:`vggbench.distributed`'s.
+
+    Every worker checks what it can alone, loads the data, builds the network and joins the job.
+    Rank 0 alone takes the run-dir lock and decides: start, resume from its checkpoint, or refuse
+    (then every worker stops); it evaluates, checkpoints, exports and writes the run dir, and the
+    others never touch it. On resume rank 0's weights reach every worker through the KVStore;
+    the others load the optimizer state from the same checkpoint when they can read it (a shared
+    ``--out``), which only a stateful optimizer (adam) requires.
+    """
+    from contextlib import nullcontext
+
+    workers = distributed.DistInfo.from_env(kvstore).num_workers  # before joining: mistakes fail fast
+    distributed.check_optimizer(kvstore, recipe.optimizer)
+    distributed.per_worker_batch(recipe.batch_size, workers)
+    contexts, device_note = resolve_contexts(ctx)
+    train_x, train_y = data.load_split(data_dir, True, recipe.train_limit, recipe.seed)
+    test_x, test_y = data.load_split(data_dir, False, test_limit, recipe.seed)
+    distributed.plan_shards(len(train_y), workers, recipe.batch_size, epoch_seed=0)
+    net = build_network(recipe, contexts)
+    watchdog = distributed.KVStoreWatchdog(timeout_s)
+    try:
+        kv, info = distributed.create_kvstore(kvstore, watchdog)
+        log(f"joined the {kvstore} job as rank {info.rank} of {info.num_workers}; {device_note}")
+        trainer = distributed.DistributedTrainer(
+            build_trainer(net, recipe, **{**distributed.trainer_options(kvstore), "kvstore": kv}), kv, info, net,
+            contexts, (1, recipe.input_size, recipe.input_size), recipe.batch_size, watchdog)
+        try:
+            with (artifacts.run_dir_lock(run_dir, "train-export") if info.is_rank0 else nullcontext()) as lock:
+                history, steps = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir, lock,
+                                                              resume, force, (train_x, train_y), (test_x, test_y),
+                                                              progress, log)
+                trainer.close()  # every worker leaves together; rank 0 exports alone
+                if not info.is_rank0:
+                    log(f"rank {info.rank}: training done; rank 0 evaluates, exports and writes the run dir")
+                    return None
+                run_info["distributed"] = distributed.distributed_recipe_fields(info, contexts, recipe.batch_size)
+                return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images],
+                                   run_info, log)
+        except BaseException:
+            trainer.abandon()  # an error only this worker saw (no-op once every worker has left)
+            raise
+    finally:
+        watchdog.close()
+
+
+def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, run_dir: Path, lock, resume: bool,
+                        force: bool, train_split, test_split, progress: bool, log: Log):
+    """The epochs of :func:`_train_export_distributed`; returns rank 0's history rows and curve
+    points (the other ranks': empty)."""
+    checkpoint, history, steps, created = None, [], [], False
+    if info.is_rank0:
+        try:
+            checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
+            if checkpoint is not None:
+                net.load_parameters(str(run_dir / CHECKPOINT_DIR / checkpoint["params"]), ctx=list(contexts))
+        except BaseException:
+            _stop_every_worker(trainer, "rank 0 checks its run dir")
+            raise
+    start = int(trainer.broadcast([checkpoint["epoch"] if checkpoint else 0], "rank 0 checks its run dir")[0])
+    if start < 0:
+        trainer.close()
+        raise VggbenchError(f"rank 0 refused to start (its output says why); rank {info.rank} trained nothing")
+    trainer.prepare()  # rank 0's (resumed) weights on every worker before the first gradient
+    if start:
+        _load_distributed_states(trainer, info, run_dir, checkpoint, start, recipe, log)
+    if info.is_rank0:
+        created = not run_dir.exists()
+        history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
+        log(f"training {recipe.model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x"
+            f"{recipe.input_size} on {len(train_split[1])} images over {info.num_workers} workers (global batch "
+            f"{recipe.batch_size}, {trainer.local_batch} per worker), testing on {len(test_split[1])}; "
+            f"{recipe.optimizer} lr {recipe.lr:g}, {recipe.epochs} epoch(s), seed {recipe.seed}")
+    try:
+        for epoch in range(start + 1, recipe.epochs + 1):
+            plan = distributed.plan_shards(len(train_split[1]), info.num_workers, recipe.batch_size,
+                                           epoch_seed(recipe.seed, epoch))
+            mine = plan.indices(info.rank)
+            loader = data.data_loader(train_split[0][mine], train_split[1][mine], recipe.input_size,
+                                      trainer.local_batch, shuffle=False)
+            trainer.begin_epoch(plan, epoch)
+            stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
+                                progress)
+            trainer.finish_epoch()
+            if info.is_rank0:
+                # loss and accuracy are rank 0's shard's; images and images/s the whole job's
+                stats.update(train_images=plan.n_images, images_per_s=plan.n_images / stats["seconds"])
+                try:
+                    row, epoch_steps = _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
+                    _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
+                except BaseException:
+                    _stop_every_worker(trainer, f"rank 0 evaluates and checkpoints epoch {epoch}")
+                    raise
+                created = False
+            if trainer.broadcast([1], f"rank 0 evaluates and checkpoints epoch {epoch}")[0] != 1:
+                trainer.close()
+                raise VggbenchError(f"rank 0 stopped the run after epoch {epoch} (its output says why)")
+    except BaseException:
+        if created and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return history, steps
+
+
+def _stop_every_worker(trainer, what: str) -> None:
+    """Rank 0 failed where the others wait for it: tell them (a 0/-1 broadcast) and leave together."""
+    trainer.broadcast([-1], what)
+    trainer.close()
+
+
+def _load_distributed_states(trainer, info, run_dir: Path, checkpoint: Optional[Dict[str, Any]], start: int,
+                             recipe: Recipe, log: Log) -> None:
+    """The optimizer state at resume: rank 0 from its checkpoint; another rank from the same file
+    when it can read it, else (plain SGD has no state) nothing, else a one-line error."""
+    if checkpoint is None:  # not rank 0: look for rank 0's checkpoint on a shared --out
+        try:
+            checkpoint = read_checkpoint(run_dir)
+        except VggbenchError:
+            checkpoint = None
+        if checkpoint is None or checkpoint["epoch"] != start:
+            if recipe.optimizer == "sgd":
+                log(f"rank {info.rank}: resuming after epoch {start} with rank 0's weights (plain SGD has no state)")
+                return
+            raise VggbenchError(f"--resume: rank {info.rank} cannot read rank 0's epoch-{start} checkpoint in "
+                                f"{run_dir / CHECKPOINT_DIR} for the {recipe.optimizer} state; give --out a folder "
+                                f"every worker sees")
+    trainer.load_states(str(run_dir / CHECKPOINT_DIR / checkpoint["states"]))
