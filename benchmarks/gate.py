@@ -71,8 +71,8 @@ FLOORS = [
         faster={"kind": "train_step", "thread_setting": "all-cores"},
         baseline={"kind": "train_step", "thread_setting": "1-thread"}, floor=1.2,
         match=("kind", "model", "width_ratio", "input_size", "batch_size"),
-        why="issue 14: train-export ran MXNet on 1 thread of 2 (607 vs 345 ms per vgg11_bn/8 batch of 64 at "
-            "96: 1.76x with both cores); floor = 68% of that: training must keep using every core. On a "
+        why="measured for issue 14: MXNet on 1 thread of 2 took 607 vs 345 ms per vgg11_bn/8 batch of 64 at "
+            "96 (1.76x with both cores); floor = 68% of that: training must keep using every core. On a "
             "1-core machine both settings are 1 thread and the ratio is ~1.0: run the suite on >= 2 cores"),
     RatioFloor(
         name="mxnet-hybrid vs mxnet",

@@ -61,7 +61,9 @@ def _suite(ort_96=30.0, ort_224=80.0, int8=None):
                _bench("inf[224-mxnet]", "mxnet", "fp32", 200.0, size=224),
                _bench("inf[224-hybrid]", "mxnet-hybrid", "fp32", 190.0, size=224),
                _bench("inf[224-ort]", "ort-cpu", "fp32", ort_224, size=224),
-               _bench("train[96]", "mxnet-hybrid", "fp32", 280.0, kind="train_step"),
+               _bench("train[all-cores]", "mxnet-hybrid", "fp32", 280.0, kind="train_step", thread_setting="all-cores",
+                      threads=2),
+               _bench("train[1-thread]", "mxnet-hybrid", "fp32", 490.0, kind="train_step", thread_setting="1-thread"),
                _bench("read_idx", None, None, 100.0, kind="data", model=None, images_per_round=10000)]
     if int8 is not None:
         benches.append(_bench("inf[96-int8]", "ort-cpu", "int8", int8))
