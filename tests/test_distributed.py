@@ -176,6 +176,12 @@ def test_watchdog_ends_the_process_when_its_launcher_is_gone(tmp_path):
 
 # --- real KVStore jobs on loopback -----------------------------------------------------------------
 
+# Two convolutions: big enough for MXNet's oneDNN kernels, whose weight layout the dist KVStore
+# cannot push unless DistributedTrainer.prepare() copies the weights back to the default layout.
+TINY_NET = """net = gluon.nn.HybridSequential()
+net.add(gluon.nn.Conv2D(4, 3, padding=1, activation="relu"), gluon.nn.Conv2D(8, 3, activation="relu"),
+        gluon.nn.Flatten(), gluon.nn.Dense(4))"""
+
 # A tiny real training run through DistributedTrainer. argv: out_dir kvstore n_images global_batch
 # epochs timeout_s die_at_step (rank 1 SIGKILLs itself before that global step; negative: raises
 # an error there instead and leaves the job with abandon(); 0: never).
@@ -195,10 +201,9 @@ watchdog = distributed.KVStoreWatchdog(timeout_s=timeout_s, poll_s=0.1)
 kv, info = distributed.create_kvstore(kvstore, watchdog)
 print(f"joined as rank {info.rank} of {info.num_workers}", flush=True)
 mx.random.seed(100 + info.rank)  # different weights per rank: prepare() must copy rank 0's
-net = gluon.nn.HybridSequential()
-net.add(gluon.nn.Conv2D(3, 3, activation="relu"), gluon.nn.Flatten(), gluon.nn.Dense(4))
+#TINY_NET#
 net.initialize(mx.init.Xavier())
-net(mx.nd.zeros((1, 1, 6, 6)))
+net(mx.nd.zeros((1, 1, 6, 6)))  # an inference pass: oneDNN keeps the conv weights in its own layout
 trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, **{**distributed.trainer_options(kvstore), "kvstore": kv})
 steps = distributed.DistributedTrainer(trainer, kv, info, net, [mx.cpu()], (1, 6, 6), global_batch, watchdog)
 steps.prepare()
@@ -241,7 +246,7 @@ for epoch in range(1, epochs + 1):
 save("end")
 steps.close()
 print(f"rank {info.rank} of {info.num_workers} done", flush=True)
-'''
+'''.replace("#TINY_NET#", TINY_NET)
 
 
 def _single_process_reference(start_weights, n_images, global_batch, epochs, lr=0.5, steps_limit=None):
@@ -251,8 +256,9 @@ def _single_process_reference(start_weights, n_images, global_batch, epochs, lr=
     mx = import_mxnet()
     from mxnet import autograd, gluon
 
-    net = gluon.nn.HybridSequential()
-    net.add(gluon.nn.Conv2D(3, 3, activation="relu"), gluon.nn.Flatten(), gluon.nn.Dense(4))
+    namespace = {"gluon": gluon}
+    exec(TINY_NET, namespace)
+    net = namespace["net"]
     net.initialize(mx.init.Xavier())
     net(mx.nd.zeros((1, 1, 6, 6)))
     for param, value in zip(net.collect_params().values(), start_weights):

@@ -19,10 +19,12 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import queue
 import struct
+import threading
 import zlib
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -43,6 +45,13 @@ IMAGE_SHAPE = (28, 28)
 # The largest IDX payload read (Fashion-MNIST's training images are 47,040,000 bytes).
 MAX_IDX_DATA_BYTES = 256 << 20
 READ_CHUNK_BYTES = 1 << 20
+# How data_loader prepares training batches (its docstring says what each mode does).
+# benchmarks/measure_overlap.py measures them against each other; the default is its winner.
+PREFETCH_MODES = ("sync", "engine", "thread")
+DEFAULT_PREFETCH = "engine"
+PREFETCH_DEPTH_BATCHES = 2
+PREFETCH_POLL_S = 0.1
+T = TypeVar("T")
 
 
 def default_data_dir() -> Path:
@@ -251,12 +260,22 @@ def preprocess(images: np.ndarray, size: int = 96) -> np.ndarray:
     Runs on a whole batch at once (one MXNet op) rather than per image: same result as
     ``transforms.Resize`` + ``ToTensor`` up to interpolation rounding, far less Python overhead.
     """
+    return preprocess_nd(images, size).asnumpy()
+
+
+def preprocess_nd(images: np.ndarray, size: int = 96):
+    """:func:`preprocess` as an MXNet NDArray on the CPU, not waited for.
+
+    ``images``: uint8 ``[B, 28, 28]``; ``size``: the output height and width in pixels. The
+    resize is queued on MXNet's engine and this returns at once, so a training step can be queued
+    behind it without a host round trip; the values are exactly :func:`preprocess`'s.
+    """
     mx = import_mxnet()
 
     batch = mx.nd.array(images[:, None, :, :], dtype="float32") / 255.0
     if size != images.shape[-1]:
         batch = mx.nd.contrib.BilinearResize2D(batch, height=size, width=size, align_corners=False)
-    return batch.clip(0.0, 1.0).asnumpy()
+    return batch.clip(0.0, 1.0)
 
 
 def iter_batches(images: np.ndarray, labels: np.ndarray, size: int, batch_size: int
@@ -267,23 +286,106 @@ def iter_batches(images: np.ndarray, labels: np.ndarray, size: int, batch_size: 
 
 
 def data_loader(images: np.ndarray, labels: np.ndarray, size: int, batch_size: int,
-                shuffle: bool, seed: int = 0, last_batch: str = "keep"):
-    """A Gluon ``DataLoader`` over uint8 images that resizes each batch as it is drawn."""
+                shuffle: bool, seed: int = 0, last_batch: str = "keep",
+                prefetch: str = DEFAULT_PREFETCH) -> "BatchLoader":
+    """Training batches ``(x, y)`` as NDArrays: ``x`` the uint8 ``images`` preprocessed to ``size``
+    pixels (:func:`preprocess_nd`), ``y`` their ``labels`` as int32.
+
+    Parameters:
+        batch_size: images per batch; ``last_batch`` says what happens to a short last one
+            (Gluon's ``"keep"``, ``"discard"``, ``"rollover"``).
+        shuffle: a new order every pass, from Gluon's ``RandomSampler`` after ``np.random.seed(seed)``
+            (``mx.random.seed(seed)`` too, which seeds dropout), else the given order. The order is
+            drawn when a pass starts, in the thread that starts it.
+        prefetch: how a batch is prepared (:data:`PREFETCH_MODES`): ``"sync"``, when drawn, waiting
+            for its resize; ``"engine"``, when drawn, its resize queued on MXNet's engine, not waited
+            for; ``"thread"``, by a background thread :data:`PREFETCH_DEPTH_BATCHES` batches ahead.
+            Every mode gives the same batches in the same order; :data:`DEFAULT_PREFETCH` says
+            which one pays and why.
+    """
     mx = import_mxnet()
     gluon = import_mxnet().gluon
 
-    dataset = gluon.data.ArrayDataset(images, labels)
-
-    def batchify(samples):
-        batch_images = np.stack([s[0] for s in samples])
-        batch_labels = np.array([s[1] for s in samples], dtype=np.int32)
-        return mx.nd.array(preprocess(batch_images, size)), mx.nd.array(batch_labels)
-
+    if prefetch not in PREFETCH_MODES:
+        raise VggbenchError(f"unknown prefetch mode {prefetch!r}; use one of {', '.join(PREFETCH_MODES)}")
     if shuffle:
         mx.random.seed(seed)
         np.random.seed(seed)
-    return gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
-                                 batchify_fn=batchify, last_batch=last_batch, num_workers=0)
+    sampler = gluon.data.RandomSampler(len(labels)) if shuffle else gluon.data.SequentialSampler(len(labels))
+    return BatchLoader(images, labels, size, gluon.data.BatchSampler(sampler, batch_size, last_batch), prefetch)
+
+
+class BatchLoader:
+    """What :func:`data_loader` returns: ``len()`` batches per pass; every ``iter()`` is a pass.
+
+    Parameters: ``images``/``labels`` (uint8 and integer arrays), ``size`` in pixels, a Gluon
+    ``batch_sampler`` of index lists and a ``prefetch`` mode (:func:`data_loader` says what they mean).
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, size: int, batch_sampler, prefetch: str):
+        self.images, self.labels, self.size = images, labels, size
+        self.batch_sampler, self.prefetch = batch_sampler, prefetch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self) -> Iterator[tuple]:
+        order = list(self.batch_sampler)  # this pass's shuffle is drawn here, in the caller's thread
+        batches = map(self._batch, order)
+        return prefetched(batches, PREFETCH_DEPTH_BATCHES) if self.prefetch == "thread" else batches
+
+    def _batch(self, indices: Sequence[int]) -> tuple:
+        mx = import_mxnet()
+
+        index = np.asarray(indices, dtype=np.int64)
+        x = preprocess_nd(self.images[index], self.size)
+        if self.prefetch == "sync":
+            x.wait_to_read()
+        return x, mx.nd.array(self.labels[index].astype(np.int32))
+
+
+def prefetched(items: Iterable[T], depth_items: int = 1) -> Iterator[T]:
+    """Yield ``items`` in order while a background thread draws up to ``depth_items`` ahead.
+
+    An exception raised while drawing is raised here, at the item it replaced. Closing the
+    generator (a ``break``, an error in the consumer, garbage collection) stops the thread and
+    waits for it, so no thread outlives the pass.
+    """
+    ready: "queue.Queue[Tuple[bool, Any]]" = queue.Queue(maxsize=max(1, depth_items))
+    stop = threading.Event()
+
+    def put(entry: Tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=PREFETCH_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as err:  # noqa: B902 - handed to the consumer, raised there
+            put((False, err))
+            return
+        put((False, None))
+
+    thread = threading.Thread(target=produce, name="vggbench-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            has_item, value = ready.get()
+            if not has_item:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def load_split(data_dir: Optional[str], train: bool, limit: Optional[int] = None,

@@ -447,6 +447,13 @@ class DistributedTrainer:
                                 "distributed training needs mxnet 1.9.1")
         # The rescale the first step will set, so the optimizer the servers get (dist_async) is final.
         trainer.optimizer.rescale_grad = trainer.optimizer.rescale_grad / self._step_divisor(self.global_batch)
+        for param in self.net.collect_params().values():
+            # After an inference pass MXNet's CPU build (oneDNN) keeps conv weights in its own
+            # layout, which the dist KVStore cannot push ("We can't generate TBlob for MKLDNN
+            # data": rank 0 fails, then a server aborts on a key never initialised). Fresh copies
+            # have the default layout; one context first, so several get exact copies, not a mean.
+            param.reset_ctx(self.contexts[0])
+            param.reset_ctx(self.contexts)
         with self.watchdog.guard("copying rank 0's weights to every worker"):
             trainer._init_kvstore()
             trainer._init_params()
