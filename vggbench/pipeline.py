@@ -23,7 +23,8 @@ def zoo_rows(sizes: Iterable[int] = (96, 224), width_ratio: float = 1.0, classes
     """One row per model of the zoo: config, and parameters and GFLOPs per input size.
 
     Models that ``width_ratio`` or a size does not fit (e.g. LeNet's 6-channel layer at ratio 8)
-    are left out; when none fits, the first model's one-line error is raised.
+    are left out; when none fits, the last model's one-line error is raised (the zoo ends with
+    AlexNet, whose 96-channel layer allows the largest ratio).
 
     Parameters:
         sizes: input sizes.
