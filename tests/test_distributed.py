@@ -204,7 +204,8 @@ mx.random.seed(100 + info.rank)  # different weights per rank: prepare() must co
 #TINY_NET#
 net.initialize(mx.init.Xavier())
 net(mx.nd.zeros((1, 1, 6, 6)))  # an inference pass: oneDNN keeps the conv weights in its own layout
-trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, **{**distributed.trainer_options(kvstore), "kvstore": kv})
+options = {**distributed.trainer_options(kvstore), "kvstore": kv}
+trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5}, **options)
 steps = distributed.DistributedTrainer(trainer, kv, info, net, [mx.cpu()], (1, 6, 6), global_batch, watchdog)
 steps.prepare()
 rng = np.random.RandomState(0)
@@ -244,6 +245,7 @@ for epoch in range(1, epochs + 1):
             time.sleep(0.2)
     steps.finish_epoch()
 save("end")
+steps.save_states(os.path.join(out_dir, f"rank{info.rank}.states"))  # what a checkpoint writes
 steps.close()
 print(f"rank {info.rank} of {info.num_workers} done", flush=True)
 '''.replace("#TINY_NET#", TINY_NET)
@@ -254,8 +256,7 @@ def _single_process_reference(start_weights, n_images, global_batch, epochs, lr=
     from vggbench._mxnet import import_mxnet
 
     mx = import_mxnet()
-    from mxnet import autograd, gluon
-
+    autograd, gluon = mx.autograd, mx.gluon
     namespace = {"gluon": gluon}
     exec(TINY_NET, namespace)
     net = namespace["net"]
@@ -281,6 +282,18 @@ def _single_process_reference(start_weights, n_images, global_batch, epochs, lr=
             if steps_limit and done == steps_limit:
                 return [p.data().asnumpy() for p in net.collect_params().values()]
     return [p.data().asnumpy() for p in net.collect_params().values()]
+
+
+def _check_states_file(path: Path, lr: float) -> None:
+    """A worker's optimizer-state file loads into a plain Trainer (as --resume does) with its SGD."""
+    from vggbench._mxnet import import_mxnet
+
+    mx = import_mxnet()
+    dense = mx.gluon.nn.Dense(2, in_units=2)
+    dense.initialize()
+    trainer = mx.gluon.Trainer(dense.collect_params(), "sgd", {"learning_rate": 1.0})
+    trainer.load_states(str(path))
+    assert trainer.learning_rate == lr and type(trainer.optimizer).__name__ == "SGD"
 
 
 def _weights(path: Path) -> list:
@@ -330,6 +343,25 @@ def test_dist_sync_step_equals_a_single_process_step_on_the_global_batch(tmp_pat
             assert np.array_equal(got0, got1)
             np.testing.assert_allclose(got0, want, rtol=1e-5, atol=1e-6)
         assert any(not np.allclose(a, b) for a, b in zip(rank0, start0))  # it did train
+    _check_states_file(tmp_path / "rank1.states", lr=0.5)
+
+
+@pytest.mark.parametrize("kvstore", ["dist_device_sync", "dist_async"])
+def test_the_other_dist_kvstores_train_to_the_end(tmp_path, kvstore):
+    """dist_device_sync sums like dist_sync (same result); dist_async applies each worker's push
+    on the servers as it comes, so it only has to train and stay finite."""
+    code, out, _, plan = _job(tmp_path, kvstore, n_images=9, global_batch=4, epochs=2)
+    assert code == 0, out
+    assert _no_process_of(plan)
+    start = _weights(tmp_path / "rank0-start.npz")
+    rank0, rank1 = _weights(tmp_path / "rank0-end.npz"), _weights(tmp_path / "rank1-end.npz")
+    assert all(np.isfinite(w).all() for w in rank0 + rank1)
+    assert any(not np.allclose(a, b) for a, b in zip(rank0, start))
+    _check_states_file(tmp_path / "rank0.states", lr=0.5)
+    if kvstore == "dist_device_sync":
+        for got0, got1, want in zip(rank0, rank1, _single_process_reference(start, 9, 4, epochs=2)):
+            assert np.array_equal(got0, got1)
+            np.testing.assert_allclose(got0, want, rtol=1e-5, atol=1e-6)
 
 
 def test_a_killed_worker_ends_the_whole_job_quickly_and_cleanly(tmp_path):
@@ -353,32 +385,40 @@ def test_a_worker_failing_alone_exits_at_once_with_its_own_error(tmp_path):
     assert elapsed < 60 and _no_process_of(plan)
 
 
-def test_without_a_launcher_the_watchdog_ends_the_surviving_worker(tmp_path):
-    """Started by hand (as a cluster scheduler would): rank 1 dies, rank 0 would wait forever in
-    its next push; the watchdog ends it after its bound with one line and status 4."""
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER_SCRIPT)
-    plan = launch.plan_local(2, 1, [sys.executable, str(script), str(tmp_path), "dist_sync", "400", "4", "1", "3",
-                                    "3"])
+def _run_by_hand(plan, timeout_s: float = 90):
+    """Start ``plan``'s processes without the launcher (as a cluster scheduler would), wait for the
+    workers, end the rest; return the workers' ``(returncode, stdout, stderr)``."""
     base = {k: v for k, v in os.environ.items() if k not in launch.DROPPED_ENV and k != distributed.PARENT_PID_ENV}
     procs = []
     try:
         for spec in plan:
             procs.append(subprocess.Popen(list(spec.argv), env={**base, **spec.env}, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True))
-        workers = procs[2:]
-        outputs = [w.communicate(timeout=90) for w in workers]
-        codes = sorted(w.returncode for w in workers)
-        assert codes == [-9, distributed.WATCHDOG_EXIT_CODE], outputs
-        survivor = outputs[[w.returncode for w in workers].index(distributed.WATCHDOG_EXIT_CODE)]
-        lines = [line for line in survivor[1].splitlines() if line.startswith("vggbench:")]
-        assert len(lines) == 1 and lines[0].startswith("vggbench: rank 0 of 2 (dist_sync): step 3/")
-        assert "did not finish within 3 s" in lines[0]
+        results = []
+        for worker in procs[2:]:
+            out, err = worker.communicate(timeout=timeout_s)
+            results.append((worker.returncode, out, err))
+        return results
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
             proc.communicate()
+
+
+def test_without_a_launcher_the_watchdog_ends_the_surviving_worker(tmp_path):
+    """Started by hand: rank 1 dies, rank 0 would wait forever in its next push; the watchdog ends
+    it after its bound with one line and status 4."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    plan = launch.plan_local(2, 1, [sys.executable, str(script), str(tmp_path), "dist_sync", "400", "4", "1", "3",
+                                    "3"])
+    workers = _run_by_hand(plan)
+    assert sorted(code for code, _, _ in workers) == [-9, distributed.WATCHDOG_EXIT_CODE], workers
+    survivor = [err for code, _, err in workers if code == distributed.WATCHDOG_EXIT_CODE][0]
+    lines = [line for line in survivor.splitlines() if line.startswith("vggbench:")]
+    assert len(lines) == 1 and lines[0].startswith("vggbench: rank 0 of 2 (dist_sync): step 3/")
+    assert "did not finish within 3 s" in lines[0]
     assert _no_process_of(plan)
 
 
@@ -424,3 +464,21 @@ def test_train_export_as_a_dist_sync_job_writes_one_valid_run_dir_and_resumes(tm
             (out / "dist" / "history.json").read_text())["epochs"]]
         assert manifest_history == list(range(1, epochs + 1)), history
     assert "resuming" in text and "after epoch 1 of 2" in text
+
+
+def test_when_rank_0_refuses_to_start_every_worker_stops_with_one_line(tmp_path, data_dir):
+    """--resume with no checkpoint: rank 0 refuses, tells the others, and nobody trains or hangs."""
+    script = tmp_path / "train_export.py"
+    script.write_text(TRAIN_EXPORT_SCRIPT)
+    out = tmp_path / "runs"
+    plan = launch.plan_local(2, 1, [sys.executable, str(script), str(data_dir), str(out), "1", "resume"])
+    start = time.monotonic()
+    workers = _run_by_hand(plan)
+    assert time.monotonic() - start < 60
+    assert [code for code, _, _ in workers] == [1, 1], workers
+    errors = sorted(err.strip().splitlines()[-1] for _, _, err in workers)
+    assert errors[0].startswith("vggbench.errors.VggbenchError: --resume: no checkpoint in")  # rank 0's reason
+    assert errors[1] == ("vggbench.errors.VggbenchError: rank 0 refused to start (its output says why); "
+                         "rank 1 trained nothing")
+    assert not (out / "dist").exists()
+    assert _no_process_of(plan)

@@ -117,7 +117,8 @@ def test_plan_hosts_prints_the_exact_per_host_commands(tmp_path):
     worker_on_name = lines[lines.index("# node-c: worker #2") + 1]
     assert "DMLC_NODE_HOST" not in worker_on_name  # a name: ps-lite picks the interface there
     assert worker_on_name.endswith("DMLC_ROLE=worker DMLC_PS_ROOT_URI=10.0.0.1 DMLC_PS_ROOT_PORT=9500 "
-                                   "DMLC_NUM_WORKER=4 DMLC_NUM_SERVER=2 vggbench train-export vgg11 --kvstore dist_sync")
+                                   "DMLC_NUM_WORKER=4 DMLC_NUM_SERVER=2 "
+                                   "vggbench train-export vgg11 --kvstore dist_sync")
     # The line is a real shell command: the shell hands the worker exactly its argv.
     echo = launch.ProcessSpec("worker", 0, ("printf", "%s|", "a b", "--kvstore=dist_sync"), {"DMLC_ROLE": "worker"})
     done = subprocess.run(["sh", "-c", launch.host_command_line(echo, str(tmp_path))], capture_output=True, text=True)

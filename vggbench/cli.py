@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional
 
 from vggbench import __version__
+from vggbench.distributed import KVSTORES
 from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
 
 log = logging.getLogger("vggbench")
@@ -133,6 +134,12 @@ def _add_train_export(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (per-epoch lines only)")
     p.add_argument("--optimize", action="store_true",
                    help="afterwards, also build the ORT-optimized, INT8 and FP16 variants (vggbench optimize)")
+    p.add_argument("--kvstore", default="device", choices=KVSTORES,
+                   help="MXNet KVStore: device/local on one machine; dist_sync, dist_device_sync or dist_async for "
+                        "several machines, started by `vggbench launch` (default device)")
+    p.add_argument("--dist-timeout", type=_positive_float, metavar="S",
+                   help="dist_*: end this worker with one line when a KVStore wait takes S seconds (a peer died); "
+                        "default $VGGBENCH_DIST_TIMEOUT_S, else 300")
 
 
 def _run_train_export(args) -> int:
@@ -149,9 +156,42 @@ def _run_train_export(args) -> int:
         lr=args.lr, width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit,
         test_limit=args.test_limit, data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed,
         resume=args.resume, force=args.force, parity_images=args.parity_images, progress=not args.no_progress,
-        threads=args.threads)
-    print(run_dir)
+        threads=args.threads, kvstore=args.kvstore, dist_timeout_s=args.dist_timeout)
+    if run_dir is not None:  # in a distributed job only rank 0 writes the run dir
+        print(run_dir)
     return EXIT_OK
+
+
+# --- vggbench launch ---------------------------------------------------------------------------------
+
+def _add_launch(sub) -> None:
+    p = _command(sub, "launch")
+    p.add_argument("--workers", type=_positive_int, required=True, metavar="N", help="worker processes")
+    p.add_argument("--servers", type=_positive_int, default=1, metavar="M", help="KVStore server processes (default 1)")
+    p.add_argument("--hosts", metavar="FILE", help="one host per line: print (or with --ssh run) each host's command")
+    p.add_argument("--ssh", action="store_true", help="with --hosts: start the per-host commands over ssh")
+    p.add_argument("--port", type=_positive_int, metavar="P", help="the scheduler's port (default: a free one locally)")
+    p.add_argument("--timeout", type=_positive_float, metavar="S", help="end the whole job after S seconds")
+    p.add_argument("--workdir", metavar="DIR", help="folder the commands run in on each host (default: this one)")
+    p.add_argument("job", nargs=argparse.REMAINDER, metavar="-- COMMAND",
+                   help="the worker command, e.g. -- vggbench train-export vgg11 --kvstore dist_sync")
+
+
+def _run_launch(args) -> int:
+    """Run data-parallel training over MXNet's KVStore: scheduler, servers and workers.
+
+    On this machine it starts the scheduler, M servers and N workers as local processes with the
+    DMLC_* variables on loopback, prefixes their output, and ends every process when one fails
+    (exit non-zero naming the role and rank). With --hosts FILE it prints the exact command for each
+    host (or runs them with --ssh). Everything after -- is the worker command.
+    """
+    from vggbench.launch import launch
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    if not job:
+        raise VggbenchError("give the worker command after --, e.g. -- vggbench train-export vgg11 --kvstore dist_sync")
+    return launch(args.workers, args.servers, job, hosts_file=args.hosts, port=args.port, ssh=args.ssh,
+                  timeout_s=args.timeout, workdir=args.workdir)
 
 
 # --- vggbench bench / compare ----------------------------------------------------------------------

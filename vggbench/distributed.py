@@ -79,7 +79,8 @@ def check_kvstore(name: str) -> str:
     """``name`` (a ``--kvstore`` value, any case) normalised, or a one-line VggbenchError."""
     normal = (name or "").strip().lower()
     if normal not in KVSTORES:
-        raise VggbenchError(f"--kvstore {name!r} is not a KVStore type vggbench runs; choose from {', '.join(KVSTORES)}")
+        raise VggbenchError(f"--kvstore {name!r} is not a KVStore type vggbench runs; "
+                            f"choose from {', '.join(KVSTORES)}")
     return normal
 
 
@@ -433,6 +434,7 @@ class DistributedTrainer:
         self._step = 0
         self._epoch = 0
         self._next_key = CONTROL_KEY_BASE
+        self._initial_rescale: Optional[float] = None
 
     # -- set-up ------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -440,7 +442,8 @@ class DistributedTrainer:
         first gradient is computed. Gluon would do this inside the first ``step``, after each
         worker computed its gradient on its *own* weights (wrong after rank 0 alone resumed), and
         with ``update_on_kvstore=False`` the weight pull can race the first gradient push (seen
-        here: a worker's weights became the gradient sum in 4 of 8 loopback runs)."""
+        here: after Gluon's own first step the workers held different weights in 2 of 4 loopback
+        runs)."""
         trainer = self.trainer
         if not hasattr(trainer, "_init_kvstore") or not hasattr(trainer, "_init_params"):
             raise VggbenchError("this mxnet's gluon.Trainer lacks _init_kvstore/_init_params (MXNet 1.x has them); "
@@ -512,7 +515,8 @@ class DistributedTrainer:
                 if param.grad_req != "null":
                     for grad in param.list_grad():
                         grad *= self.local_batch / local_images
-        what = f"step {self._step + 1}/{self._plan.steps} of epoch {self._epoch} (push gradients, pull the sum)"
+        pulled = "the weights" if self.asynchronous else "the sum"
+        what = f"step {self._step + 1}/{self._plan.steps} of epoch {self._epoch} (push gradients, pull {pulled})"
         with self.watchdog.guard(what):
             self.trainer.step(divisor, ignore_stale_grad=ignore_stale_grad)
             for param in self.net.collect_params().values():
@@ -545,11 +549,6 @@ class DistributedTrainer:
             result = out.asnumpy()
         return result
 
-    def barrier(self, what: str) -> None:
-        """Every worker waits here until all have arrived (bounded by the watchdog)."""
-        with self.watchdog.guard(f"waiting for every worker: {what}"):
-            self.kv._barrier()
-
     # -- checkpoints -------------------------------------------------------------------------------
     def save_states(self, fname: str) -> None:
         """The optimizer state, as ``gluon.Trainer.save_states`` writes it. ``dist_sync`` keeps
@@ -568,8 +567,8 @@ class DistributedTrainer:
         """Load what :meth:`save_states` wrote (nothing to load for ``dist_async``'s plain SGD)."""
         if not self.asynchronous:
             self.trainer.load_states(fname)
-            # load_states replaces the optimizer; keep the rescale the servers and steps expect.
-            self.trainer.optimizer.rescale_grad = self._initial_rescale
+            if self._initial_rescale is not None:  # load_states replaced the optimizer: keep the rescale
+                self.trainer.optimizer.rescale_grad = self._initial_rescale
 
     @property
     def learning_rate(self) -> float:

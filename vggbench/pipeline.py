@@ -55,7 +55,7 @@ def zoo_rows(sizes: Iterable[int] = (96, 224), width_ratio: float = 1.0, classes
     return rows
 
 
-def train_export_and_optimize(model: str, optimize: bool = False, **train_options) -> Path:
+def train_export_and_optimize(model: str, optimize: bool = False, **train_options) -> Optional[Path]:
     """``vggbench train-export [--optimize]``: train, export, and optionally build the variants.
 
     Parameters:
@@ -66,7 +66,7 @@ def train_export_and_optimize(model: str, optimize: bool = False, **train_option
     from vggbench.train import train_export
 
     run_dir = train_export(model, **train_options)
-    if optimize:
+    if optimize and run_dir is not None:  # None: a distributed worker other than rank 0
         from vggbench.optimize import optimize_run_dir
 
         optimize_run_dir(run_dir, int8=True, fp16=True, data_dir=train_options.get("data_dir"),

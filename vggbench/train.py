@@ -227,6 +227,15 @@ def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device", update_on_kvs
 
 # --- one epoch and evaluation ----------------------------------------------------------------------
 
+def _device_sum(values: Sequence, context):
+    """The sum of per-device NDArrays ``values`` as one NDArray on ``context``, not waited for."""
+    mx = import_mxnet()
+
+    if len(values) == 1:
+        return values[0]
+    return mx.nd.add_n(*[value.as_in_context(context) for value in values])
+
+
 def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, epochs: int, lr: float,
                 progress: bool = True, record_every: int = 20) -> Dict[str, Any]:
     """One pass over ``loader`` with a tqdm bar (loss, running accuracy, images/s).
@@ -244,16 +253,24 @@ def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, e
     Returns the epoch's mean loss, accuracy, images, seconds and images/s, plus ``steps``: the mean
     loss/accuracy every ``record_every`` batches, so even a one-epoch run has a curve to plot.
     A NaN/inf loss stops the run before the optimizer step can spread it into the weights.
+
+    The host waits on the devices once per batch, for the batch's summed loss (one scalar: the
+    NaN/inf check needs it before the step, and the sum is non-finite when any loss is); the
+    correct-answer count is summed on the device and read once per curve point, so the bar's
+    accuracy moves every ``record_every`` batches. The next batch's preparation is queued while
+    this one's backward pass still runs (``vggbench.data.data_loader``'s ``prefetch``).
     """
-    autograd = import_mxnet().autograd
+    mx = import_mxnet()
+    autograd = mx.autograd
     from tqdm import tqdm
 
-    total_loss, total_correct, seen = 0.0, 0, 0
-    window_loss, window_correct, window_seen = 0.0, 0, 0
+    total_loss, total_correct, seen, counted = 0.0, 0, 0, 0
+    window_loss, window_correct, window_seen = 0.0, None, 0
     steps: List[Dict[str, float]] = []
     batches = len(loader)
     start = time.perf_counter()
-    bar = tqdm(loader, total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
+    drawn = iter(loader)
+    bar = tqdm(drawn, total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
                disable=not progress, leave=False, dynamic_ncols=True)
     try:
         for batch_index, (x, y) in enumerate(bar, 1):
@@ -262,27 +279,33 @@ def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, e
                 outputs = [net(part) for part in xs]
                 losses = [loss_fn(out, label) for out, label in zip(outputs, ys)]
             autograd.backward(losses)
-            batch_loss = float(sum(loss.sum().asscalar() for loss in losses))
+            batch_loss = float(_device_sum([loss.sum() for loss in losses], contexts[0]).asscalar())
             if not math.isfinite(batch_loss):
                 raise VggbenchError(f"loss became {batch_loss} at epoch {epoch} batch {batch_index}; "
                                     f"lower --lr (now {lr:g})")
             trainer.step(x.shape[0])
-            batch_correct = int(sum((out.argmax(axis=1).asnumpy().astype(np.int64) == label.asnumpy()).sum()
-                                    for out, label in zip(outputs, ys)))
+            batch_correct = _device_sum([(out.argmax(axis=1) == label.astype(out.dtype)).sum().astype("int32")
+                                         for out, label in zip(outputs, ys)], contexts[0])
+            window_correct = batch_correct if window_correct is None else window_correct + batch_correct
             total_loss += batch_loss
-            total_correct += batch_correct
             seen += x.shape[0]
             window_loss += batch_loss
-            window_correct += batch_correct
             window_seen += x.shape[0]
             if batch_index % record_every == 0 or batch_index == batches:
+                correct = int(window_correct.asscalar())
+                total_correct, counted = total_correct + correct, seen
                 steps.append({"epoch": round(epoch - 1 + batch_index / batches, 4),
-                              "loss": window_loss / window_seen, "accuracy": window_correct / window_seen})
-                window_loss, window_correct, window_seen = 0.0, 0, 0
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen:.3f}",
+                              "loss": window_loss / window_seen, "accuracy": correct / window_seen})
+                window_loss, window_correct, window_seen = 0.0, None, 0
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / max(counted, 1):.3f}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+        if window_correct is not None:  # a loader that yielded more batches than its len()
+            total_correct += int(window_correct.asscalar())
+        mx.nd.waitall()  # the last step's update: the epoch's seconds include it
     finally:
         bar.close()
+        if hasattr(drawn, "close"):  # a prefetching loader's thread stops with the epoch, even on an error
+            drawn.close()
     seconds = time.perf_counter() - start
     return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen, "train_images": seen,
             "seconds": seconds, "images_per_s": seen / seconds, "steps": steps}
@@ -563,7 +586,8 @@ def _run_info(test_limit: Optional[int], data_dir: Optional[str], started: str, 
                                  "min_top1_agreement": parity_min_top1_agreement}}
 
 
-def _claim_run_dir(lock, run_dir: Path, recipe: Recipe, resume: bool, force: bool, log: Log) -> Optional[Dict[str, Any]]:
+def _claim_run_dir(lock, run_dir: Path, recipe: Recipe, resume: bool, force: bool,
+                   log: Log) -> Optional[Dict[str, Any]]:
     """Under the run dir's ``lock``: the checkpoint to resume from, or None (:func:`_prepare_run_dir`);
     then the temporary files of a killed run are removed."""
     if lock.took_over:
@@ -710,7 +734,7 @@ def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: P
     the others load the optimizer state from the same checkpoint when they can read it (a shared
     ``--out``), which only a stateful optimizer (adam) requires.
     """
-    from contextlib import nullcontext
+    from contextlib import ExitStack
 
     workers = distributed.DistInfo.from_env(kvstore).num_workers  # before joining: mistakes fail fast
     distributed.check_optimizer(kvstore, recipe.optimizer)
@@ -728,10 +752,10 @@ def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: P
             build_trainer(net, recipe, **{**distributed.trainer_options(kvstore), "kvstore": kv}), kv, info, net,
             contexts, (1, recipe.input_size, recipe.input_size), recipe.batch_size, watchdog)
         try:
-            with (artifacts.run_dir_lock(run_dir, "train-export") if info.is_rank0 else nullcontext()) as lock:
-                history, steps = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir, lock,
-                                                              resume, force, (train_x, train_y), (test_x, test_y),
-                                                              progress, log)
+            with ExitStack() as rank0_lock:  # rank 0 holds the run-dir lock until the manifest is written
+                history, steps = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir, rank0_lock,
+                                                     resume, force, (train_x, train_y), (test_x, test_y),
+                                                     progress, log)
                 trainer.close()  # every worker leaves together; rank 0 exports alone
                 if not info.is_rank0:
                     log(f"rank {info.rank}: training done; rank 0 evaluates, exports and writes the run dir")
@@ -746,13 +770,15 @@ def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: P
         watchdog.close()
 
 
-def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, run_dir: Path, lock, resume: bool,
-                        force: bool, train_split, test_split, progress: bool, log: Log):
+def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, run_dir: Path, rank0_lock,
+                        resume: bool, force: bool, train_split, test_split, progress: bool, log: Log):
     """The epochs of :func:`_train_export_distributed`; returns rank 0's history rows and curve
-    points (the other ranks': empty)."""
+    points (the other ranks': empty). Rank 0 takes the run-dir lock into ``rank0_lock`` (an
+    ``ExitStack`` the caller closes after the export)."""
     checkpoint, history, steps, created = None, [], [], False
     if info.is_rank0:
         try:
+            lock = rank0_lock.enter_context(artifacts.run_dir_lock(run_dir, "train-export"))
             checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
             if checkpoint is not None:
                 net.load_parameters(str(run_dir / CHECKPOINT_DIR / checkpoint["params"]), ctx=list(contexts))
