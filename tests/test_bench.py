@@ -4,7 +4,6 @@ measuring, unavailable backends as rows, crashes and hangs as error rows, speedu
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path

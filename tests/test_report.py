@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from helpers import QUICK_BENCH, make_untrained_run_dir
+from helpers import QUICK_BENCH
 from vggbench import pipeline, report, results as R
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
