@@ -269,3 +269,20 @@ def test_cli_explicit_unavailable_backend_is_one_line_error(bench_run_dir, capsy
     assert code == 1
     assert err.startswith("vggbench bench: error: requested backend(s) not available here: ort-trt: ")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_mxnet_that_cannot_import_skips_the_accuracy_pass_not_the_sweep(bench_run_dir, monkeypatch):
+    """The parent prepares the accuracy images with MXNet's resize; a GPU mxnet that cannot load its
+    CUDA libraries here must not cost the ONNX Runtime rows (issue 9)."""
+    def no_mxnet(*args, **kwargs):
+        raise VggbenchError("cannot import mxnet (OSError: libcudnn.so.8: cannot open shared object file)")
+
+    monkeypatch.setattr(bench, "prepare_accuracy_data", no_mxnet)
+    results = bench.sweep([str(bench_run_dir)], backends=["ort-cpu"], precisions=["fp32"],
+                          **dict(QUIET, batch_sizes=[2], modes=["end-to-end"]))
+    [row] = results["rows"]
+    assert row["status"] == "ok" and row["top1_accuracy"] is None
+    assert "libcudnn.so.8" in results["settings"]["accuracy_skipped"]
+    from vggbench.report import render_results
+
+    assert "top-1: skipped: the accuracy images could not be prepared" in render_results(results)

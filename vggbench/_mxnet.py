@@ -33,7 +33,7 @@ import types
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
 
 # The numpy aliases removed in numpy 1.24 that MXNet 1.9.1's Python code uses (found by grepping
 # the installed package for np./_np./onp.<alias>: ``bool = onp.bool`` in mxnet/numpy/utils.py runs
@@ -148,7 +148,7 @@ def _before_import() -> None:
 
 
 def _import_error(err: BaseException) -> VggbenchError:
-    detail = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    detail = f"{type(err).__name__}: {summarize_error(err)}"
     if isinstance(err, ModuleNotFoundError) and err.name == "mxnet":
         fix = 'install it with pip install -e ".[cpu]" (mxnet 1.9.1 wheels exist for Linux and macOS x86_64)'
     elif isinstance(err, OSError):

@@ -43,7 +43,8 @@ from vggbench import results as R
 from vggbench.artifacts import ONNX_VARIANT_FILES, read_manifest, verify_file
 from vggbench.backends import BACKENDS, PRECISIONS, unsupported_reason
 from vggbench._mxnet import resolve_threads
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
+from vggbench.messages import say
 from vggbench.timing import CPU_PEAK_SIZES, GPU_PEAK_SIZES, PEAK_DTYPES, latency_summary
 from vggbench.worker import DEFAULT_TIMEOUT_S, Worker, WorkerDied
 
@@ -57,12 +58,6 @@ ACCURACY_BATCH_SIZE = 64
 ROUND_SETTLE_S = 0.01
 
 Log = Callable[[str], None]
-
-
-def _log_stderr(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
 
 
 def check_policy(warmup: int = DEFAULT_WARMUP, rounds: Optional[int] = None, iters: Optional[int] = None,
@@ -240,7 +235,7 @@ def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as err:  # noqa: BLE001 - a corrupt file is the user's to fix
-            raise VggbenchError(f"{path}: not a readable ONNX model ({str(err).splitlines()[0][:120]}); "
+            raise VggbenchError(f"{path}: not a readable ONNX model ({summarize_error(err)}); "
                                 f"re-export the run dir") from None
         if not model.graph.input:
             raise VggbenchError(f"{path}: the ONNX graph has no input; re-export the run dir")
@@ -566,7 +561,7 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
           max_seconds: Optional[float] = None, round_s: Optional[float] = None, threads: Optional[int] = None,
           accuracy_limit: Optional[int] = None, data_dir: Optional[str] = None,
           peak_sizes: Optional[Sequence[int]] = None, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, gpu: int = 0,
-          runtime_options: Optional[Dict[str, Any]] = None, log: Log = _log_stderr,
+          runtime_options: Optional[Dict[str, Any]] = None, log: Log = say,
           command: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Benchmark every run dir on every backend; return the results document.
 
@@ -648,9 +643,15 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         rows: List[Dict[str, Any]] = []
         for index, (run_dir, info) in enumerate(infos.items(), 1):
             size = info["input_size"]
-            if accuracy_limit != 0 and size not in accuracy_sets:
+            if accuracy_limit != 0 and size not in accuracy_sets and not settings.get("accuracy_skipped"):
                 log(f"preparing {accuracy_limit or 'all'} test images at {size}x{size} for the accuracy pass")
-                accuracy_sets[size] = prepare_accuracy_data(size, accuracy_limit, work_dir, data_dir)
+                try:
+                    accuracy_sets[size] = prepare_accuracy_data(size, accuracy_limit, work_dir, data_dir)
+                except VggbenchError as err:  # e.g. a GPU mxnet that cannot import here: time without it
+                    if "mxnet" not in str(err):
+                        raise
+                    settings["accuracy_skipped"] = f"the accuracy images could not be prepared: {err}"
+                    log(f"WARNING: accuracy pass skipped: {err}")
             log(f"[{index}/{len(infos)}] {run_dir}")
             started = time.perf_counter()
             # every batch size a session will see: the timed ones, the accuracy pass's and its last one

@@ -10,15 +10,15 @@ while measuring (results still written, failed rows marked); 130 Ctrl-C; 143 SIG
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional
 
 from vggbench import __version__
 from vggbench.distributed import KVSTORES
 from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
+from vggbench.messages import logger, set_quiet
 
-log = logging.getLogger("vggbench")
+log = logger()
 
 
 def _number(kind, minimum, below=None, strict=False):
@@ -478,12 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one ``vggbench`` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    set_quiet(args.quiet)
     previous = install_sigterm_handler()
     try:
         return args.func(args) or EXIT_OK

@@ -30,6 +30,7 @@ import numpy as np
 from vggbench import gpu
 from vggbench.backends import BACKENDS
 from vggbench.errors import EXIT_OK, EXIT_USER_ERROR, VggbenchError, summarize_error
+from vggbench.messages import say
 
 SCHEMA = "vggbench.doctor/1"
 AVAILABLE, UNAVAILABLE, ERROR = "available", "unavailable", "error"
@@ -465,7 +466,7 @@ def gpu_smoke(out_dir: Any, model: str = "vgg11_bn", width_ratio: float = 4.0,
     from vggbench import pipeline, train
     from vggbench.artifacts import write_bytes_atomic
 
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    log = log or say
     started = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import numpy as np
 from vggbench import data, models
 from vggbench._mxnet import import_mxnet
 from vggbench.artifacts import INPUT_NAME, ONNX_VARIANT_FILES, PARAMS_FILE, SYMBOL_FILE, atomic_path  # noqa: F401 (re-exported)
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
 from vggbench.metrics import compare_logits, predict_in_batches
 
 ONNX_FILE = ONNX_VARIANT_FILES["fp32"]
@@ -71,7 +71,7 @@ def check_onnx(model) -> None:
         onnx.checker.check_model(model, full_check=True)
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise VggbenchError(f"exported ONNX model fails onnx.checker: {str(err).splitlines()[0]}") from None
+        raise VggbenchError(f"exported ONNX model fails onnx.checker: {summarize_error(err)}") from None
 
 
 # --- portable ONNX: what the graph needs, not the installed onnx's defaults ------------------------

@@ -427,7 +427,7 @@ def load_library(path_or_soname: Any) -> str:
     try:
         ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
     except OSError as err:
-        raise VggbenchError(f"cannot load {name}: {str(err).strip().splitlines()[0][:300]}") from None
+        raise VggbenchError(f"cannot load {name}: {summarize_error(err)}") from None
     return name
 
 

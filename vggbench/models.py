@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Dict, Sequence, Tuple
 
 from vggbench._mxnet import import_mxnet
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
 
 Architecture = Tuple[Tuple[int, int], ...]
 
@@ -254,7 +254,7 @@ def graph_stats(graph, input_shape: Sequence[int]) -> Dict[str, int]:
         arg_shapes, out_shapes, _ = internals.infer_shape(data=shape)
     except mx.base.MXNetError as err:
         raise VggbenchError(f"the model cannot take {shape[2]}x{shape[3]} inputs "
-                            f"({str(err).strip().splitlines()[0][:160]}); use a larger --size") from None
+                            f"({summarize_error(err)}); use a larger --size") from None
     arg_shape = dict(zip(internals.list_arguments(), arg_shapes))
     out_shape = dict(zip(internals.list_outputs(), out_shapes))
     params = sum(int(_prod(s)) for name, s in arg_shape.items() if name != "data")

@@ -41,7 +41,8 @@ from vggbench._mxnet import import_mxnet, resolve_threads
 from vggbench.artifacts import ONNX_VARIANT_FILES
 from vggbench.backends import VARIANT_TARGET
 from vggbench.environment import utc_now
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
+from vggbench.messages import say
 from vggbench.export import make_portable_file
 from vggbench.metrics import accuracy_from_logits, compare_logits, predict_in_batches
 from vggbench.runtimes.ort_runtime import make_session, session_predictor
@@ -284,7 +285,7 @@ def _check_model(model_or_path, name: str, full: bool = True) -> None:
     try:
         onnx.checker.check_model(model_or_path, full_check=full)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise VggbenchError(f"{name} fails onnx.checker: {str(err).splitlines()[0]}") from None
+        raise VggbenchError(f"{name} fails onnx.checker: {summarize_error(err)}") from None
 
 
 # --- the run-dir step ------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
                      max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS, seed: int = 0,
                      accuracy_limit: Optional[int] = None, calib_method: str = DEFAULT_CALIB_METHOD,
                      opt: bool = True, threads: Optional[int] = None, progress: bool = True,
-                     log: Callable[[str], None] = print) -> Dict[str, Dict[str, Any]]:
+                     log: Callable[[str], None] = say) -> Dict[str, Dict[str, Any]]:
     """Write the requested variants next to ``run_dir/model.onnx`` and record them in the manifest.
 
     Parameters:

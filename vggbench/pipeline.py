@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from vggbench import results as R
-from vggbench.artifacts import MANIFEST_NAME, check_output_file, read_manifest, write_bytes_atomic
+from vggbench.artifacts import HISTORY_FILE, MANIFEST_NAME, check_output_file, read_manifest, write_bytes_atomic
 from vggbench.errors import VggbenchError
+from vggbench.messages import say
 
 Log = Callable[[str], None]
 
@@ -257,7 +258,7 @@ def _trained_run(model: str, input_size: int, width_ratio: float, runs_dir: Path
 
 def exercises(out_dir, epochs: int = 2, train_limit: Optional[int] = 10000, test_limit: Optional[int] = None,
               data_dir: Optional[str] = None, threads: Optional[int] = None, progress: bool = True,
-              only: Optional[Sequence[str]] = None, log: Log = print, **bench_options) -> Dict[str, Any]:
+              only: Optional[Sequence[str]] = None, log: Log = say, **bench_options) -> Dict[str, Any]:
     """``vggbench exercises``: train, measure and publish the lesson's exercises.
 
     Trains every model of :data:`EXERCISES` with the same recipe (``epochs`` over a fixed
@@ -302,7 +303,7 @@ def exercises(out_dir, epochs: int = 2, train_limit: Optional[int] = 10000, test
 
     histories = {}
     for run_dir in run_dirs.values():
-        history = json.loads((Path(run_dir) / "history.json").read_text()).get("epochs", [])
+        history = json.loads((Path(run_dir) / HISTORY_FILE).read_text()).get("epochs", [])
         histories[run_dir] = [{"epoch": row["epoch"], "test_accuracy": row["test_accuracy"]} for row in history]
     published = {"results": results, "histories": histories,
                  "exercises": [{"name": name, "title": title, "run_dirs": [run_dirs[e] for e in entries]}

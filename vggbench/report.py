@@ -221,6 +221,13 @@ def results_notes(results: Dict) -> List[str]:
                      f"(same preprocessing); Δ pts vs {reference or 'no MXNet reference in this run'}.")
     if settings.get("accuracy_limit") == 0:
         notes.append("top-1: skipped (--accuracy-limit 0).")
+    elif settings.get("accuracy_skipped"):
+        notes.append(f"top-1: skipped: {settings['accuracy_skipped']}.")
+    builds = {(r["backend"], r["precision"]): (r.get("runtime") or {}).get("session_create_s") for r in rows
+              if r.get("backend") == "ort-trt" and (r.get("runtime") or {}).get("session_create_s") is not None}
+    for (backend, precision), seconds in builds.items():
+        notes.append(f"{backend} {precision}: session creation (TensorRT engine build, or loading it from the "
+                     f"run dir's cache) took {seconds:.1f} s, outside every timed round.")
     warnings = list(dict.fromkeys(r["busy_warning"] for r in rows if r.get("busy_warning")))
     if warnings:
         notes.append(f"WARNING: {len([r for r in rows if r.get('busy_warning')])} row(s) were timed while the "

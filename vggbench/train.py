@@ -31,11 +31,11 @@ import numpy as np
 from vggbench import artifacts, data, distributed, export, metrics, models
 from vggbench._mxnet import import_mxnet, mxnet_threads, mxnet_threads_source, resolve_threads
 from vggbench.environment import cpu_model, gpus, package_versions, utc_now
-from vggbench.errors import VggbenchError
+from vggbench.errors import VggbenchError, summarize_error
+from vggbench.messages import say
 
 HISTORY_FILE, CURVES_FILE = artifacts.HISTORY_FILE, artifacts.CURVES_FILE
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_INDEX = "last.json"
+CHECKPOINT_DIR, CHECKPOINT_INDEX = artifacts.CHECKPOINT_INDEX_PATH
 RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_FILE, CURVES_FILE)
 EVAL_BATCH_SIZE = 256
 PARITY_IMAGES = 256
@@ -51,13 +51,6 @@ FLAG_OF = {"input_size": "--size", "width_ratio": "--width-ratio", "batch_size":
            "lr": "--lr", "seed": "--seed", "train_limit": "--train-limit"}
 
 Log = Callable[[str], None]
-
-
-def _log(message: str) -> None:
-    """Default logger: ``tqdm.write`` keeps summary lines from tearing a progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(message)
 
 
 # --- the recipe ------------------------------------------------------------------------------------
@@ -205,7 +198,7 @@ def build_network(recipe: Recipe, contexts: Sequence):
         net(mx.nd.zeros((1, 1, recipe.input_size, recipe.input_size), ctx=contexts[0])).wait_to_read()
     except mx.base.MXNetError as err:
         raise VggbenchError(f"{recipe.model} cannot run {recipe.input_size}x{recipe.input_size} inputs on "
-                            f"{contexts[0]} ({str(err).strip().splitlines()[0]}); check --size and --ctx") from None
+                            f"{contexts[0]} ({summarize_error(err)}); check --size and --ctx") from None
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 
@@ -496,7 +489,7 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
                  parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
                  parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
                  kvstore: str = "device", dist_timeout_s: Optional[float] = None,
-                 progress: bool = True, log: Log = _log) -> Optional[Path]:
+                 progress: bool = True, log: Log = say) -> Optional[Path]:
     """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path (None on
     the workers other than rank 0 of a ``dist_*`` job, which write nothing).
 

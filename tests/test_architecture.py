@@ -1,0 +1,106 @@
+"""The package's shape (issue 10's acceptance): imports point one way, rendering imports no stage,
+mxnet comes in through one module, and run-dir file names live in artifacts.py only."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Dict, Set
+
+PACKAGE = Path(__file__).resolve().parents[1] / "vggbench"
+STAGES = {"vggbench.train", "vggbench.export", "vggbench.optimize", "vggbench.bench", "vggbench.pipeline",
+          "vggbench.runtimes", "vggbench.worker", "vggbench.doctor", "vggbench.launch"}
+
+
+def _modules() -> Dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(("vggbench",) + path.relative_to(PACKAGE).with_suffix("").parts)
+        modules[name[:-len(".__init__")] if name.endswith(".__init__") else name] = path
+    return modules
+
+
+def _import_graph() -> Dict[str, Set[str]]:
+    """module -> the vggbench modules it imports anywhere in the file (lazy imports too)."""
+    modules = _modules()
+    graph: Dict[str, Set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rsplit(".", 1)[0] if "." in target else ""
+                if target and target != name and not name.startswith(target + "."):
+                    graph[name].add(target)
+    return graph
+
+
+def _cycle(graph: Dict[str, Set[str]]):
+    state: Dict[str, int] = {}
+    stack = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if not state.get(nxt):
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if not state.get(node):
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycle_inside_the_package():
+    graph = _import_graph()
+    assert len(graph) > 20 and graph["vggbench.cli"]  # the walk really found the modules and their imports
+    assert _cycle(graph) is None
+
+
+def test_the_walk_finds_a_cycle_when_there_is_one():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_rendering_and_the_row_model_import_no_stage():
+    graph = _import_graph()
+    for module in ("vggbench.report", "vggbench.results", "vggbench.stats", "vggbench.backends",
+                   "vggbench.metrics", "vggbench.artifacts", "vggbench.errors"):
+        stages = {t for t in graph[module] if t in STAGES or t.startswith("vggbench.runtimes.")}
+        assert not stages, f"{module} imports {sorted(stages)}"
+
+
+def test_the_bottom_modules_import_nothing_above_them():
+    graph = _import_graph()
+    assert graph["vggbench.errors"] == set() and graph["vggbench.backends"] == set()
+    assert graph["vggbench.stats"] <= {"vggbench.errors"}
+
+
+def test_run_dir_file_names_live_in_artifacts_only():
+    literal = re.compile(r"""["'](manifest\.json|model(\.opt|\.int8|\.fp16)?\.onnx|model-symbol\.json|model-0000\.params|"""
+                         r"""history\.json|training\.png|last\.json)["']""")
+    offenders = [f"{path.name}:{number}" for path in PACKAGE.rglob("*.py") if path.name != "artifacts.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if literal.search(line) and not line.lstrip().startswith("#")]
+    assert offenders == []
