@@ -10,7 +10,8 @@ backward, SGD step) on vgg11_bn at width 1/8, batch 64, real Fashion-MNIST, MXNe
 threads (set before mxnet is imported), with the training loader in each of
 :data:`vggbench.data.PREFETCH_MODES`:
 
-- ``sync``: each batch resized when drawn, waiting for the resize (what the loader did before);
+- ``sync``: each batch resized when drawn, waiting for the resize (as the loader did before
+  issue 14, less its copy of every batch to the host and back);
 - ``engine``: the resize queued on MXNet's engine and not waited for, so the next batch is
   prepared while the current backward pass runs;
 - ``thread``: a background thread prepares up to two batches ahead.
