@@ -43,14 +43,16 @@ def test_bad_timing_settings_are_user_errors(kwargs, message):
         timing.time_callable(lambda: None, 1, **kwargs)
 
 
-def test_a_round_times_each_call_and_sizes_come_from_the_warmup():
+def test_a_round_times_each_call_and_rounds_are_sized_by_a_calibration_loop():
     calls = []
     result = timing.time_round(lambda: calls.append(time.sleep(0.002)), calls=4)
     assert len(calls) == 4 and len(result["latencies_ms"]) == 4
     assert all(value >= 2.0 for value in result["latencies_ms"])
     assert result["wall_s"] * 1e3 >= sum(result["latencies_ms"]) * 0.999
-    assert timing.calls_per_round(0.01, 0.15) == 15 and timing.calls_per_round(1.0, 0.15) == 1
-    assert timing.calls_per_round(0.0, 0.15) == timing.AUTO_MAX_ITERS
+    assert 5 <= timing.calibrate_calls(lambda: time.sleep(0.01), 0.1) <= 11
+    assert timing.calibrate_calls(lambda: time.sleep(0.05), 0.01) == 1  # one call already fills the round
+    assert timing.calibrate_calls(lambda: time.sleep(0.05), 0.01, min_calls=3) == 3
+    assert timing.calibrate_calls(lambda: None, 10.0, max_calls=50) == 50
     summary = timing.latency_summary([1.0, 2.0, 3.0, 4.0])
     assert summary["latency_p50_ms"] == 2.5 and summary["latency_min_ms"] == 1.0
 

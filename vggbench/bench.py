@@ -369,14 +369,14 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
         try:
             reply = item.worker.call("prepare", precision=item.precision, batch_size=batch_size, mode=mode,
                                      input_size=input_size, warmup=policy["warmup"], round_s=round_s,
-                                     calls=policy["iters"])
+                                     calls=policy["iters"], min_calls=defaults.round_min_calls)
         except WorkerDied as err:
             item.row["status"] = f"error: {err} during {where}"
             continue
         if not reply["ok"]:
             item.row["status"] = f"error: {reply['message']} during {where}"
             continue
-        item.calls = max(reply["calls_per_round"], 1 if policy["iters"] else defaults.round_min_calls)
+        item.calls = reply["calls_per_round"]
         item.control = stats.Convergence.from_policy(defaults, rounds=policy["rounds"],
                                                      target_ci_pct=policy["target_ci_pct"],
                                                      max_seconds=policy["max_seconds"])

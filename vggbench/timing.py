@@ -94,17 +94,19 @@ def time_round(fn: Callable[[], Any], calls: int) -> Dict[str, Any]:
     return {"latencies_ms": [1e3 * value for value in latencies], "wall_s": wall_s}
 
 
-def calls_per_round(call_s: float, round_s: float, max_calls: int = AUTO_MAX_ITERS) -> int:
-    """How many calls of ``call_s`` seconds fill a round of ``round_s`` seconds (at least 1).
+def calibrate_calls(fn: Callable[[], Any], round_s: float, min_calls: int = 1,
+                    max_calls: int = AUTO_MAX_ITERS) -> int:
+    """How many calls of ``fn`` fill a round of ``round_s`` seconds: calls are made (untimed for
+    the results) until ``round_s`` has passed, after the warm-up, so the first calls' one-time
+    costs do not make the rounds too short.
 
     Parameters:
-        call_s: one call's time (e.g. the median warm-up call).
+        fn: the synced call (already warmed up).
         round_s: the wanted round length.
-        max_calls: upper bound for very fast calls.
+        min_calls, max_calls: bounds on the answer.
     """
-    if not call_s > 0:
-        return max_calls
-    return int(min(max_calls, max(1, round(round_s / call_s))))
+    latencies, _ = _timed_loop(fn, lambda count, elapsed: elapsed >= round_s or count >= max_calls)
+    return int(min(max_calls, max(min_calls, len(latencies))))
 
 
 def latency_summary(latencies_ms: Sequence[float]) -> Dict[str, float]:

@@ -273,7 +273,7 @@ class _WorkerState:
             fn = runtime.run_staged
         self.cells[(cmd["precision"], batch_size, cmd["mode"])] = fn
         warm = [timing.time_round(fn, 1)["wall_s"] for _ in range(cmd["warmup"])]
-        calls = cmd.get("calls") or timing.calls_per_round(float(np.median(warm)), cmd["round_s"])
+        calls = cmd.get("calls") or timing.calibrate_calls(fn, cmd["round_s"], cmd.get("min_calls", 1))
         return {"calls_per_round": calls, "warmup_ms": [1e3 * w for w in warm]}
 
     def round(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
