@@ -55,7 +55,7 @@ DEFAULT_WARMUP = 2
 ACCURACY_BATCH_SIZE = 64
 # Pause between two rounds, so a runtime's spinning pool threads (ONNX Runtime, OpenMP) go idle
 # before the next backend's round starts.
-ROUND_SETTLE_S = 0.01
+ROUND_SETTLE_S = 0.005
 
 Log = Callable[[str], None]
 
