@@ -69,11 +69,12 @@ FLOORS = [
     RatioFloor(
         name="training: all cores vs 1 thread",
         faster={"kind": "train_step", "thread_setting": "all-cores"},
-        baseline={"kind": "train_step", "thread_setting": "1-thread"}, floor=1.2,
+        baseline={"kind": "train_step", "thread_setting": "1-thread"}, floor=1.1,
         match=("kind", "model", "width_ratio", "input_size", "batch_size"),
-        why="measured for issue 14: MXNet on 1 thread of 2 took 607 vs 345 ms per vgg11_bn/8 batch of 64 at "
-            "96 (1.76x with both cores); floor = 68% of that: training must keep using every core. On a "
-            "1-core machine both settings are 1 thread and the ratio is ~1.0: run the suite on >= 2 cores"),
+        why="measured: 1.76x on the Zen 3 dev box for issue 14 (607 vs 345 ms per vgg11_bn/8 batch of 64 at "
+            "96), 1.27x in the first CI run of this suite on the Zen 5 box (2026-11-29: 154 vs 121 ms, with "
+            "the loader's resize on the same engine); floor 1.1: training must keep using every core (a "
+            "1-thread regression is ~1.0x). On a 1-core machine both settings are 1 thread: run on >= 2 cores"),
     RatioFloor(
         name="mxnet-hybrid vs mxnet",
         faster=FP32_HYBRID, baseline=FP32_IMPERATIVE, floor=None,
