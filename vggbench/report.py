@@ -413,9 +413,14 @@ def exercises_markdown(published: Dict[str, Any]) -> str:
     ok = [r for r in results["rows"] if r.get("status") == STATUS_OK]
     backends = list(dict.fromkeys(r["backend"] for r in ok))
     env = results.get("environment", {})
+    settings = results["settings"]
+    cell = (f"batch {', '.join(map(str, settings.get('batch_sizes', [])))}, "
+            f"{', '.join(MODE_SHORT.get(m, m) for m in settings.get('modes', []))}, {settings.get('threads')} threads")
     lines = ["# The lesson's exercises, measured", "",
              f"Measured {env.get('timestamp', '?')} on {env.get('cpu', '?')} ({env.get('cores', '?')} cores); "
-             f"{results['settings'].get('timing_policy', '')}.", ""]
+             f"images/s at {cell} (median ±95% CI, ~ = did not reach ±2%); test accuracy on "
+             f"{settings.get('accuracy_limit') or 10000} test images after the same training. "
+             f"{settings.get('timing_policy', '')}.", ""]
     for exercise in published["exercises"]:
         lines += [f"## {exercise['title']}", ""]
         table = []
