@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from tabulate import tabulate
 
 from vggbench.errors import VggbenchError
-from vggbench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK, status_kind
+from vggbench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK
 
 Column = Tuple[str, Any]
 
@@ -364,14 +364,6 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return buffer.getvalue()
-
-
-def status_counts(rows: Sequence[Dict]) -> Dict[str, int]:
-    """How many rows are ok / unavailable / error."""
-    counts: Dict[str, int] = {}
-    for row in rows:
-        counts[status_kind(row)] = counts.get(status_kind(row), 0) + 1
-    return counts
 
 
 
