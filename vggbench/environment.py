@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import shutil
-import subprocess
 from typing import Any, Dict, List, Optional
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MKL_NUM_THREADS",
@@ -436,22 +434,12 @@ def theoretical_fma_peak_gflops(threads: Optional[int] = None, *, clock_mhz: Opt
 
 
 def gpus() -> list:
-    """GPU name, memory and driver from nvidia-smi; empty when there is none."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    rows = []
-    for line in out.strip().splitlines():
-        parts = [part.strip() for part in line.split(",")]
-        if len(parts) >= 3:
-            rows.append({"name": parts[0], "memory": parts[1], "driver": parts[2],
-                         "compute_capability": parts[3] if len(parts) > 3 else None})
-    return rows
+    """GPU name, memory, driver and compute capability for the results' environment; empty when
+    there is none. Read by :func:`vggbench.gpu.gpu_inventory`, the one ``nvidia-smi`` reader."""
+    from vggbench.gpu import gpu_inventory
+
+    return [{"name": g.name, "memory": f"{g.memory_total_mib} MiB" if g.memory_total_mib else None,
+             "driver": g.driver_version, "compute_capability": g.compute_capability} for g in gpu_inventory()]
 
 
 def collect_environment() -> Dict[str, Any]:
