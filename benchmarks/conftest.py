@@ -115,15 +115,15 @@ def batch(case, test_images):
 
 @pytest.fixture(scope="session")
 def int8_skip_reason(run_dir, data_dir):
-    """Add ``model.int8.onnx`` to the run dir with ``vggbench.optimize``; None, or why it could not.
+    """Add ``model.int8.onnx`` to the run dir with ``vggbench.export.variants``; None, or why it could not.
 
     Every inference benchmark of a case asks for this, so the (slow) quantization happens before
     the case's first timed benchmark and its four variants are timed back to back.
     """
     try:
-        from vggbench.optimize import optimize_run_dir
+        from vggbench.export.variants import optimize_run_dir
     except ImportError as err:
-        return f"no INT8 variant to time: vggbench.optimize is not available ({err})"
+        return f"no INT8 variant to time: vggbench.export.variants is not available ({err})"
     from vggbench.errors import VggbenchError
 
     try:  # few calibration/accuracy images: the weights are random, only the speed matters here

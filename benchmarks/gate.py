@@ -29,8 +29,8 @@ from typing import List, Optional
 if __package__ in (None, ""):  # run as a script: make `vggbench` importable from a source checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vggbench.bench.pytest_bench import STATS, RatioFloor, run_gate  # noqa: E402
 from vggbench.errors import VggbenchError  # noqa: E402
-from vggbench.pytest_bench import STATS, RatioFloor, run_gate  # noqa: E402
 
 FP32_ORT = {"kind": "inference", "backend": "ort-cpu", "precision": "fp32"}
 FP32_HYBRID = {"kind": "inference", "backend": "mxnet-hybrid", "precision": "fp32"}
@@ -60,7 +60,7 @@ FLOORS = [
         faster={**INT8_ORT, **W4_96}, baseline={**FP32_ORT, **W4_96}, floor=1.0, required=False,
         why="measured 1.17-1.82x, median 1.52x [interleaved 1.40-1.46x]; floor = 66% of the median, "
             "85% of the lowest run: INT8 must not be slower than fp32 where it has channels to work "
-            "with. Checked when vggbench.optimize made model.int8.onnx"),
+            "with. Checked when vggbench.export.variants made model.int8.onnx"),
     RatioFloor(
         name="int8 vs ort-cpu fp32 (w16, 224)",
         faster={**INT8_ORT, **W16_224}, baseline={**FP32_ORT, **W16_224}, floor=None, required=False,

@@ -5,7 +5,7 @@ Rerun from the repository root (about 10 minutes on 2 busy vCPUs; not collected 
     .venv/bin/python benchmarks/measure_overlap.py
     .venv/bin/python benchmarks/measure_overlap.py --sizes 96 --pairs 3 --batches 4 --json overlap.json
 
-What it times: :func:`vggbench.train.train_epoch` (forward, loss, the per-batch NaN check,
+What it times: :func:`vggbench.train.loop.train_epoch` (forward, loss, the per-batch NaN check,
 backward, SGD step) on vgg11_bn at width 1/8, batch 64, real Fashion-MNIST, MXNet on ``--threads``
 threads (set before mxnet is imported), with the training loader in each of
 :data:`vggbench.data.PREFETCH_MODES`:
@@ -20,7 +20,7 @@ One network and trainer per input size, one warm-up epoch per mode, then ``--pai
 which every mode trains one epoch of ``--batches`` batches, the order rotating each cycle (sync
 engine thread, engine thread sync, ...), so the slow moments of a shared machine fall on every mode
 alike. A mode's speedup is the median of its per-cycle ratios to ``sync`` with a 95% bootstrap
-interval (:func:`vggbench.stats.paired_ratio_ci`); "clear" means the interval excludes 1.00. Also
+interval (:func:`vggbench.bench.stats.paired_ratio_ci`); "clear" means the interval excludes 1.00. Also
 printed: the resize of one batch alone against one whole step, the load average before and after,
 and the share of the CPUs that other processes used during the run.
 """
@@ -37,7 +37,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vggbench._mxnet import import_mxnet  # noqa: E402  (after the path; mxnet before anything imports it)
+from vggbench.platform.mxnet import import_mxnet  # noqa: E402  (after the path; mxnet before anything imports it)
 
 MODEL, WIDTH_RATIO, BATCH_SIZE = "vgg11_bn", 8, 64
 RESIZE_REPEATS = 7
@@ -68,7 +68,8 @@ def resize_ms(images, size: int) -> float:
 
 def measure_size(size: int, images, labels, args: argparse.Namespace) -> Dict[str, Any]:
     """Rounds of images/s per prefetch mode at ``size`` pixels, timed in rotating order."""
-    from vggbench import data, stats, train
+    from vggbench import data, train
+    from vggbench.bench import stats
 
     mx = import_mxnet()
     recipe = train.Recipe(MODEL, input_size=size, width_ratio=WIDTH_RATIO, batch_size=BATCH_SIZE)
@@ -106,18 +107,19 @@ def measure_size(size: int, images, labels, args: argparse.Namespace) -> Dict[st
 def main(argv=None) -> int:
     args = parse_args(argv)
     mx = import_mxnet(threads=args.threads)
-    from vggbench import data, environment
+    from vggbench import data
+    from vggbench.platform import cpu, load
 
     images, labels = data.load_split(args.data_dir, True, args.batches * BATCH_SIZE, seed=0)
     print(f"{MODEL} width 1/{WIDTH_RATIO}, batch {BATCH_SIZE}, {args.batches} batches per epoch, "
-          f"{args.pairs} cycles, mxnet {mx.__version__} on {args.threads} threads, {environment.cpu_model()}")
-    load_before, cpu_before = environment.load_average(), environment.cpu_times()
+          f"{args.pairs} cycles, mxnet {mx.__version__} on {args.threads} threads, {cpu.cpu_model()}")
+    load_before, cpu_before = load.load_average(), load.cpu_times()
     own_before, started = time.process_time(), time.perf_counter()
     results = [measure_size(size, images, labels, args) for size in args.sizes]
-    usage = environment.cpu_usage_between(cpu_before, environment.cpu_times(), time.process_time() - own_before)
+    usage = load.cpu_usage_between(cpu_before, load.cpu_times(), time.process_time() - own_before)
     report = {"model": MODEL, "width_ratio": WIDTH_RATIO, "batch_size": BATCH_SIZE, "threads": args.threads,
               "batches_per_epoch": args.batches, "pairs": args.pairs, "load_before": load_before,
-              "load_after": environment.load_average(), "cpu_usage": usage,
+              "load_after": load.load_average(), "cpu_usage": usage,
               "seconds": round(time.perf_counter() - started, 1), "sizes": results}
     print(f"\nload average before {load_before}, after {report['load_after']}; other processes used "
           f"{usage['other_busy_pct']:.0f}% of the CPUs, steal {usage['steal_pct']:.0f}%")

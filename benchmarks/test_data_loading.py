@@ -22,8 +22,8 @@ def test_read_idx(benchmark, suite, data_dir):
 @pytest.mark.benchmark(min_rounds=5)
 @pytest.mark.parametrize("input_size", LOADER_SIZES, ids=lambda size: f"{size}px")
 def test_data_loader(benchmark, suite, input_size, test_images):
-    from vggbench._mxnet import import_mxnet
     from vggbench.data import data_loader
+    from vggbench.platform.mxnet import import_mxnet
 
     mx = import_mxnet()
 

@@ -1,4 +1,4 @@
-"""Export time: hybridized Gluon net -> MXNet symbol/params -> cleaned, checked ONNX (``vggbench.export``).
+"""Export time: hybridized Gluon net -> MXNet symbol/params -> cleaned, checked ONNX (``vggbench.export.onnx``).
 
 Most of it is mx.onnx copying the 4096x4096 dense weights, so the width ratio matters little.
 """
@@ -10,9 +10,9 @@ import pytest
 
 @pytest.mark.benchmark(min_rounds=3, max_time=0.5)
 def test_export(benchmark, suite, tmp_path):
-    from vggbench import export
-    from vggbench._mxnet import import_mxnet
+    from vggbench.export import onnx as export
     from vggbench.models import get_model
+    from vggbench.platform.mxnet import import_mxnet
 
     mx = import_mxnet()
     case = suite.cases[0]

@@ -4,7 +4,7 @@ pytest-benchmark times each backend in its own benchmark, seconds apart; on a sh
 load moves between them. Here ``vggbench.bench.sweep`` times mxnet-hybrid, ort-cpu fp32 and
 ort-cpu int8 in alternating rounds of the same cell, so round i of every backend saw the same
 machine; ``benchmarks/gate.py`` forms each ratio from those pairs (median of the per-pair ratios,
-bootstrap 95% CI: :func:`vggbench.stats.summarize_speedup`) and prefers it to the ratio of the
+bootstrap 95% CI: :func:`vggbench.bench.stats.summarize_speedup`) and prefers it to the ratio of the
 separate benchmarks' medians. The benchmark's own time is the whole sweep (one round).
 """
 
@@ -16,7 +16,7 @@ PAIRED_ROUNDS = 12
 
 
 def test_paired_speedups(benchmark, suite, case, run_dir, int8_skip_reason, data_dir):
-    from vggbench.bench import sweep
+    from vggbench.bench.sweep import sweep
 
     precisions = ["fp32"] if int8_skip_reason else ["fp32", "int8"]
 

@@ -2,7 +2,7 @@
 
 Reported, not gated (issue 12): on a 2-core machine two workers share the cores with the server
 and the scheduler, so the number says what this machine does, not what a cluster would. Each
-round is one whole job started with ``vggbench.launch`` on loopback (scheduler, one server,
+round is one whole job started with ``vggbench.train.distributed.launch`` on loopback (scheduler, one server,
 ``N`` workers), each worker running vggbench's own loop (``train.build_network``,
 ``train.build_trainer``, ``distributed.DistributedTrainer``, ``train.train_epoch``) over its shard
 of real Fashion-MNIST images: ``WARMUP_STEPS`` untimed steps, then ``TIMED_STEPS`` timed ones.
@@ -35,9 +35,11 @@ JOB_TIMEOUT_S = 300.0
 
 def worker_main(data_dir: str) -> None:
     """One worker of the job: join, train the untimed then the timed steps, print the timing."""
-    from vggbench import _mxnet, data, distributed, train
+    from vggbench import data, train
+    from vggbench.platform import mxnet as mxnet_platform
+    from vggbench.train import distributed
 
-    mx = _mxnet.import_mxnet()
+    mx = mxnet_platform.import_mxnet()
     watchdog = distributed.KVStoreWatchdog(timeout_s=120)
     kv, info = distributed.create_kvstore("dist_sync", watchdog)
     global_batch = PER_WORKER_BATCH * info.num_workers
@@ -61,13 +63,13 @@ def worker_main(data_dir: str) -> None:
     trainer.close()
     watchdog.close()
     print(REPLY + json.dumps({"rank": info.rank, "workers": info.num_workers, "seconds": stats["seconds"],
-                              "train_images": stats["train_images"], "threads": _mxnet.mxnet_threads()}),
+                              "train_images": stats["train_images"], "threads": mxnet_platform.mxnet_threads()}),
           flush=True)
 
 
 def run_job(workers: int, data_dir: Path) -> dict:
     """Start a ``workers``-worker job on loopback and return its timing (see the module docstring)."""
-    from vggbench import launch
+    from vggbench.train.distributed import launch
 
     plan = launch.plan_local(workers, 1, [sys.executable, __file__, "--worker", str(data_dir)])
     out = io.StringIO()
@@ -86,7 +88,8 @@ _measured = {}
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
 def test_dist_sync_training_throughput(benchmark, data_dir, workers):
-    from vggbench import distributed, models
+    from vggbench import models
+    from vggbench.train import distributed
 
     benchmark.extra_info.update(kind="scaling", model=MODEL, width_ratio=WIDTH_RATIO, input_size=INPUT_SIZE,
                                 batch_size=PER_WORKER_BATCH, workers=workers, kvstore="dist_sync")

@@ -1,8 +1,8 @@
 """Training throughput: train-step images/s of vggbench's own loop, all cores against one thread.
 
 One round is one training step exactly as ``train-export`` runs it: the recipe's network
-(:func:`vggbench.train.build_network`) and trainer (:func:`vggbench.train.build_trainer`), one
-batch through :func:`vggbench.train.train_epoch` (forward, loss, backward, optimizer update), then
+(:func:`vggbench.train.loop.build_network`) and trainer (:func:`vggbench.train.loop.build_trainer`), one
+batch through :func:`vggbench.train.loop.train_epoch` (forward, loss, backward, optimizer update), then
 ``mx.nd.waitall()`` so the asynchronous update is finished inside the round. The case is the one
 issue 14 names: vgg11_bn at width 1/8, 96x96, batch 64 of real Fashion-MNIST training images.
 
@@ -42,7 +42,7 @@ STARTUP_TIMEOUT_S = 300.0
 
 
 def _thread_settings():
-    from vggbench.environment import physical_cores
+    from vggbench.platform.cpu import physical_cores
 
     return {"all-cores": physical_cores(), "1-thread": 1}
 
@@ -61,9 +61,10 @@ def worker_main() -> None:
     """Worker: read the case from stdin, build it, then one reply per request line
     (``step``: one training step, finished; ``ping``: nothing, to time the round trip)."""
     spec = json.loads(sys.stdin.readline())
-    from vggbench import _mxnet, data, train
+    from vggbench import data, train
+    from vggbench.platform import mxnet as mxnet_platform
 
-    mx = _mxnet.import_mxnet()
+    mx = mxnet_platform.import_mxnet()
     recipe = train.Recipe(model=spec["model"], input_size=spec["input_size"], width_ratio=spec["width_ratio"],
                           batch_size=spec["batch_size"])
     contexts = [mx.cpu()]
@@ -79,7 +80,7 @@ def worker_main() -> None:
 
     for _ in range(spec["warmup_steps"]):
         step()
-    _reply({"ready": True, "threads": _mxnet.mxnet_threads()})
+    _reply({"ready": True, "threads": mxnet_platform.mxnet_threads()})
     for line in sys.stdin:
         _reply({"train_images": step()} if line.strip() == "step" else {})
 

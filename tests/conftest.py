@@ -22,7 +22,7 @@ def untrained_run_dir(tmp_path_factory) -> Path:
     return make_untrained_run_dir(tmp_path_factory.mktemp("untrained") / "vgg11-96")
 
 
-# --- train-export fixtures (tests/test_train.py, tests/test_export.py) -----------------------------
+# --- train-export fixtures (tests/train/test_run.py, tests/export/test_onnx.py) -----------------------------
 
 @pytest.fixture(scope="session")
 def trained_run(data_dir, tmp_path_factory):
@@ -37,6 +37,7 @@ def trained_run(data_dir, tmp_path_factory):
     import types
 
     from vggbench import train
+    from vggbench.train import run as train_run
 
     out = tmp_path_factory.mktemp("train-export")
     real_train_epoch = train.train_epoch
@@ -47,7 +48,7 @@ def trained_run(data_dir, tmp_path_factory):
         return real_train_epoch(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train, "train_epoch", interrupted_in_epoch_2)
+        patch.setattr(train_run, "train_epoch", interrupted_in_epoch_2)  # where run.py looks it up
         with pytest.raises(KeyboardInterrupt):
             train.train_export(data_dir=str(data_dir), out=str(out), **TINY_RECIPE)
     run_dir = out / TINY_RUN_NAME
@@ -64,7 +65,7 @@ def trained_run_dir(trained_run) -> Path:
     return trained_run.run_dir
 
 
-# --- bench/compare fixtures (tests/test_bench.py, tests/test_report.py) ---------------------------
+# --- bench/compare fixtures (tests/bench/test_sweep.py, tests/bench/test_report.py) ---------------------------
 
 @pytest.fixture(scope="session")
 def bench_run_dir(untrained_run_dir, tmp_path_factory) -> Path:
@@ -79,6 +80,6 @@ def bench_run_dir(untrained_run_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bench_results(bench_run_dir, data_dir):
     """One real default sweep (all backends; GPU ones unavailable here) of ``bench_run_dir``."""
-    from vggbench.bench import sweep
+    from vggbench.bench.sweep import sweep
 
     return sweep([str(bench_run_dir)], data_dir=str(data_dir), log=lambda message: None, **QUICK_BENCH)

@@ -42,9 +42,10 @@ def make_untrained_run_dir(run_dir: Path, model: str = "vgg11", input_size: int 
     For tests of the runtimes and the timing method, which need real artifacts but not a trained
     network; accuracy tests use a trained run dir instead.
     """
-    from vggbench import artifacts, export
-    from vggbench._mxnet import import_mxnet
+    from vggbench import artifacts
+    from vggbench.export import onnx as export
     from vggbench.models import describe, get_model
+    from vggbench.platform.mxnet import import_mxnet
 
     mx = import_mxnet()
     mx.random.seed(seed)

@@ -1,5 +1,5 @@
-"""The package's shape (issue 10's acceptance): imports point one way, rendering imports no stage,
-mxnet comes in through one module, and run-dir file names live in artifacts.py only."""
+"""The package's shape: imports point one way between the stage packages, rendering imports no
+stage, mxnet comes in through one module, and run-dir file names live in the artifacts package only."""
 
 from __future__ import annotations
 
@@ -9,8 +9,24 @@ from pathlib import Path
 from typing import Dict, Set
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vggbench"
-STAGES = {"vggbench.train", "vggbench.export", "vggbench.optimize", "vggbench.bench", "vggbench.pipeline",
-          "vggbench.runtimes", "vggbench.worker", "vggbench.doctor", "vggbench.launch"}
+# The stage packages and modules (DESIGN: packages by stage, meeting at a run dir's manifest).
+STAGES = ("vggbench.train", "vggbench.export", "vggbench.bench", "vggbench.workflows", "vggbench.doctor",
+          "vggbench.cli")
+# Import rules, package -> packages it must never import (anything below them, at any depth).
+FORBIDDEN = {
+    "vggbench.platform": STAGES + ("vggbench.runtimes", "vggbench.artifacts"),
+    "vggbench.artifacts": STAGES + ("vggbench.runtimes", "vggbench.platform"),
+    "vggbench.runtimes": STAGES,
+    "vggbench.bench": ("vggbench.train", "vggbench.export", "vggbench.workflows", "vggbench.doctor", "vggbench.cli"),
+    "vggbench.export": ("vggbench.train", "vggbench.bench", "vggbench.workflows", "vggbench.doctor", "vggbench.cli"),
+    "vggbench.train": ("vggbench.bench", "vggbench.workflows", "vggbench.doctor", "vggbench.cli"),
+    "vggbench.bench.report": STAGES[:1] + ("vggbench.export", "vggbench.runtimes", "vggbench.bench.sweep",
+                                           "vggbench.bench.worker", "vggbench.bench.timing"),
+}
+
+
+def _inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def _modules() -> Dict[str, Path]:
@@ -83,24 +99,33 @@ def test_the_walk_finds_a_cycle_when_there_is_one():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_rendering_and_the_row_model_import_no_stage():
+def test_each_package_keeps_its_import_rules():
     graph = _import_graph()
-    for module in ("vggbench.report", "vggbench.results", "vggbench.stats", "vggbench.backends",
-                   "vggbench.metrics", "vggbench.artifacts", "vggbench.errors"):
-        stages = {t for t in graph[module] if t in STAGES or t.startswith("vggbench.runtimes.")}
-        assert not stages, f"{module} imports {sorted(stages)}"
+    assert {"vggbench.platform.mxnet", "vggbench.bench.sweep", "vggbench.runtimes.ort_runtime"} <= set(graph)
+    broken = sorted(f"{module} imports {target}" for package, banned in FORBIDDEN.items()
+                    for module, targets in graph.items() if _inside(module, package)
+                    for target in targets for ban in banned if _inside(target, ban) and not _inside(target, package))
+    assert broken == []
+
+
+def test_the_rules_catch_a_forbidden_import():
+    graph = {"vggbench.bench.sweep": {"vggbench.train.run"}, "vggbench.train.run": set()}
+    broken = [(m, t) for package, banned in FORBIDDEN.items() for m, targets in graph.items()
+              if _inside(m, package) for t in targets for ban in banned if _inside(t, ban)]
+    assert broken == [("vggbench.bench.sweep", "vggbench.train.run")]
 
 
 def test_the_bottom_modules_import_nothing_above_them():
     graph = _import_graph()
-    assert graph["vggbench.errors"] == set() and graph["vggbench.backends"] == set()
-    assert graph["vggbench.stats"] <= {"vggbench.errors"}
+    assert graph["vggbench.errors"] == set() and graph["vggbench.runtimes.backends"] == set()
+    assert graph["vggbench.bench.stats"] <= {"vggbench.errors"}
 
 
 def test_run_dir_file_names_live_in_artifacts_only():
     literal = re.compile(r"""["'](manifest\.json|model(\.opt|\.int8|\.fp16)?\.onnx|model-symbol\.json|model-0000\.params|"""
                          r"""history\.json|training\.png|last\.json)["']""")
-    offenders = [f"{path.name}:{number}" for path in PACKAGE.rglob("*.py") if path.name != "artifacts.py"
+    offenders = [f"{path.relative_to(PACKAGE)}:{number}" for path in PACKAGE.rglob("*.py")
+                 if path.parent.name != "artifacts"
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if literal.search(line) and not line.lstrip().startswith("#")]
     assert offenders == []

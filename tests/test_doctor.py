@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from vggbench import doctor, gpu
-from vggbench.backends import BACKENDS
+from vggbench import doctor
 from vggbench.errors import VggbenchError
+from vggbench.platform import gpu
+from vggbench.runtimes.backends import BACKENDS
 
 HAS_GPU = bool(gpu.gpu_inventory())
 GPU_BACKENDS = [name for name, spec in BACKENDS.items() if spec.device_kind == "gpu"]

@@ -30,9 +30,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vggbench import artifacts, data, models
-from vggbench._mxnet import import_mxnet
-from vggbench.errors import (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, VggbenchError,
-                             exit_code_for, summarize_error)
+from vggbench.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    Terminated,
+    VggbenchError,
+    exit_code_for,
+    summarize_error,
+)
+from vggbench.platform.mxnet import import_mxnet
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "0" * 64
@@ -586,7 +593,7 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_no_temp_file(tmp_path)
     result = in_user_namespace(f"mount -t tmpfs -o size=256k tmpfs {disk}", f"""
         import os
         from vggbench import artifacts
-        from vggbench._mxnet import import_mxnet
+        from vggbench.platform.mxnet import import_mxnet
         mx = import_mxnet()
         from vggbench.errors import VggbenchError
         net = mx.gluon.nn.Dense(1000, in_units=1000)  # 4 MB of parameters

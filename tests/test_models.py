@@ -7,10 +7,18 @@ import json
 import pytest
 
 from vggbench import VggbenchError
-from vggbench._mxnet import import_mxnet
 from vggbench.cli import main
-from vggbench.models import (MODEL_NAMES, VGG_ARCHITECTURES, get_model, graph_stats, min_channels, model_stats,
-                             model_stats_from_manifest, vgg_block)
+from vggbench.models import (
+    MODEL_NAMES,
+    VGG_ARCHITECTURES,
+    get_model,
+    graph_stats,
+    min_channels,
+    model_stats,
+    model_stats_from_manifest,
+    vgg_block,
+)
+from vggbench.platform.mxnet import import_mxnet
 
 mx = import_mxnet()
 

@@ -28,8 +28,8 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
-from vggbench._mxnet import import_mxnet
 from vggbench.errors import VggbenchError
+from vggbench.platform.mxnet import import_mxnet
 
 DATA_ENV_VAR = "VGGBENCH_DATA"
 FILES = {

@@ -1,12 +1,12 @@
 """``vggbench doctor``: which backend x precision really runs on this machine, and why not.
 
-:func:`doctor` prints one table of every backend x precision of :data:`vggbench.backends.BACKENDS`:
+:func:`doctor` prints one table of every backend x precision of :data:`vggbench.runtimes.backends.BACKENDS`:
 ``available`` (after a tiny real model ran on it for about a second and matched numpy) or the exact
 reason, plus the versions involved. The smoke runs happen in child processes
 (``python -m vggbench.doctor SPEC OUT``), grouped so that a crashing import (a CUDA build of mxnet
 without its libraries, a broken GPU driver) becomes ``unavailable`` rows instead of killing doctor,
 and so that TF32 rows run in a process without ``NVIDIA_TF32_OVERRIDE=0`` and every other GPU row in
-one with it (:func:`vggbench.gpu.tf32_environment`).
+one with it (:func:`vggbench.runtimes.providers.tf32_environment`).
 
 :func:`gpu_smoke` is the first command a GPU owner runs (``vggbench doctor --gpu-smoke OUT_DIR``):
 doctor, then a few training steps (on the GPU where MXNet can run, else the CPU), export, and a
@@ -27,16 +27,17 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Text
 
 import numpy as np
 
-from vggbench import gpu
-from vggbench.backends import BACKENDS
 from vggbench.errors import EXIT_OK, EXIT_USER_ERROR, VggbenchError, summarize_error
 from vggbench.messages import say
+from vggbench.platform import gpu, libraries
+from vggbench.runtimes import probe, providers
+from vggbench.runtimes.backends import BACKENDS
 
 SCHEMA = "vggbench.doctor/1"
 AVAILABLE, UNAVAILABLE, ERROR = "available", "unavailable", "error"
 SMOKE_SECONDS = 1.0
 SMOKE_TIMEOUT_S = 600.0
-# Largest gpu.relative_error accepted per precision: fp32 paths must agree with float64 numpy to
+# Largest probe.relative_error accepted per precision: fp32 paths must agree with float64 numpy to
 # float32 rounding; TF32/fp16 keep ~10 mantissa bits; int8 is a quantized model.
 TOLERANCE = {"fp32": 1e-4, "opt": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "int8": 5e-2}
 
@@ -101,7 +102,7 @@ def timed_smoke(run: Callable[[], Any], seconds: float = SMOKE_SECONDS) -> Dict[
 def _checked(backend: str, precision: str, device: str, versions: str, run: Callable[[], np.ndarray],
              expected: np.ndarray, seconds: float) -> Dict[str, Any]:
     """One smoke row: first result against numpy, then :func:`timed_smoke`."""
-    error = gpu.relative_error(run(), expected)
+    error = probe.relative_error(run(), expected)
     if not error <= TOLERANCE[precision]:
         return _row(backend, precision, device, ERROR, f"ran but computed a wrong result: relative error "
                     f"{error:.3g} > {TOLERANCE[precision]:g} against numpy", versions, error=error)
@@ -118,7 +119,7 @@ def _gpu_facts(device_id: int) -> Tuple[Optional[str], str]:
 
 
 def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
-    from vggbench._mxnet import import_mxnet
+    from vggbench.platform.mxnet import import_mxnet
 
     kind = BACKENDS[rows[0][0]].device_kind
     device = "cpu" if kind == "cpu" else f"gpu:{device_id}"
@@ -127,7 +128,7 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
     except VggbenchError as err:
         return [_row(b, p, device, UNAVAILABLE, str(err)) for b, p in rows]
     has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
-    dist = ", ".join(f"{name} {version}" for name, version in gpu.mxnet_distributions().items()) or "mxnet"
+    dist = ", ".join(f"{name} {version}" for name, version in libraries.mxnet_distributions().items()) or "mxnet"
     versions = f"{dist} ({'CUDA' if has_cuda else 'CPU'} build)"
     reason = None
     if kind == "gpu":
@@ -141,16 +142,16 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
             reason = f"MXNet sees {count} GPU(s), gpu:{device_id} requested (no driver or no device?)"
     if reason:
         return [_row(b, p, device, UNAVAILABLE, reason, versions) for b, p in rows]
-    weights = gpu.tiny_weights()
-    expected = gpu.tiny_reference(weights["x"], weights["conv"], weights["dense"])
+    weights = probe.tiny_weights()
+    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
     ctx = mx.cpu() if kind == "cpu" else mx.gpu(device_id)
     out = []
     for backend, precision in rows:
         try:
             net = mx.gluon.nn.HybridSequential()
-            net.add(mx.gluon.nn.Conv2D(gpu.TINY_CHANNELS, 3, padding=1, in_channels=gpu.TINY_INPUT_SHAPE[1],
+            net.add(mx.gluon.nn.Conv2D(probe.TINY_CHANNELS, 3, padding=1, in_channels=probe.TINY_INPUT_SHAPE[1],
                                        use_bias=False, activation="relu"),
-                    mx.gluon.nn.Dense(gpu.TINY_CLASSES, in_units=weights["dense"].shape[0], use_bias=False))
+                    mx.gluon.nn.Dense(probe.TINY_CLASSES, in_units=weights["dense"].shape[0], use_bias=False))
             net.initialize(ctx=ctx)
             net[0].weight.set_data(mx.nd.array(weights["conv"], ctx=ctx))
             net[1].weight.set_data(mx.nd.array(weights["dense"].T, ctx=ctx))
@@ -166,20 +167,20 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
 
 def _ort_variant(precision: str, fp32_path: Path, scratch: Path, weights: Dict[str, np.ndarray]) -> Path:
     """The tiny model as the file ``precision`` runs, built by the project's own variant builders."""
-    from vggbench import optimize
+    from vggbench.export import variants
 
     if precision in ("fp32", "tf32"):
         return fp32_path
     path = scratch / f"tiny.{precision}.onnx"
     if not path.is_file():
         if precision == "opt":
-            optimize.write_ort_optimized(fp32_path, path)
+            variants.write_ort_optimized(fp32_path, path)
         elif precision == "fp16":
-            optimize.convert_fp16(fp32_path, path)
+            variants.convert_fp16(fp32_path, path)
         elif precision == "int8":
             rng = np.random.RandomState(1)
-            batches = [weights["x"]] + [rng.uniform(-1, 1, gpu.TINY_INPUT_SHAPE).astype(np.float32) for _ in range(7)]
-            optimize.quantize_int8(fp32_path, path, batches)
+            batches = [weights["x"]] + [rng.uniform(-1, 1, probe.TINY_INPUT_SHAPE).astype(np.float32) for _ in range(7)]
+            variants.quantize_int8(fp32_path, path, batches)
         else:
             raise VggbenchError(f"doctor has no tiny model for precision {precision!r}")
     return path
@@ -188,11 +189,12 @@ def _ort_variant(precision: str, fp32_path: Path, scratch: Path, weights: Dict[s
 def _ort_providers(backend: str, precision: str, device_id: int, scratch: Path) -> List[Any]:
     if backend == "ort-cpu":
         return ["CPUExecutionProvider"]
-    cuda = ("CUDAExecutionProvider", gpu.cuda_provider_options(device_id, tf32=gpu.tf32_for_precision(precision)))
+    tf32 = providers.tf32_for_precision(precision)
+    cuda = ("CUDAExecutionProvider", providers.cuda_provider_options(device_id, tf32=tf32))
     if backend == "ort-cuda":
         return [cuda]
-    n, c, h, w = gpu.TINY_INPUT_SHAPE
-    trt = gpu.tensorrt_provider_options(device_id, scratch / "cache", "x", (c, h, w), [n], precision)
+    n, c, h, w = probe.TINY_INPUT_SHAPE
+    trt = providers.tensorrt_provider_options(device_id, scratch / "cache", "x", (c, h, w), [n], precision)
     return [("TensorrtExecutionProvider", trt), cuda]
 
 
@@ -201,30 +203,30 @@ def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) 
 
     from vggbench.runtimes.ort_runtime import make_session, session_predictor
 
-    build = gpu.ort_build()
+    build = libraries.ort_build()
     if build.get("version") is None:
         return [_row(b, p, "cpu", UNAVAILABLE, build["error"]) for b, p in rows]
     versions = (f"onnxruntime {build['version']} ({build.get('package') or 'onnxruntime'}"
                 + (f", CUDA {build['cuda_version']})" if build["cuda_version"] else ", CPU build)"))
-    weights = gpu.tiny_weights()
-    expected = gpu.tiny_reference(weights["x"], weights["conv"], weights["dense"])
+    weights = probe.tiny_weights()
+    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
     backend_reasons: Dict[str, Optional[str]] = {}
     capability, name = _gpu_facts(device_id)
     out = []
     with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch_name:
         scratch = Path(scratch_name)
         fp32_path = scratch / "tiny.onnx"
-        onnx.save(gpu.tiny_onnx_model(weights), str(fp32_path))
+        onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
         for backend, precision in rows:
             kind = BACKENDS[backend].device_kind
             device = "cpu" if kind == "cpu" else f"gpu:{device_id}"
             if backend not in backend_reasons:
-                backend_reasons[backend] = gpu.probe_ort_backend(backend, device_id)
+                backend_reasons[backend] = probe.probe_ort_backend(backend, device_id)
             reason = backend_reasons[backend]
             if not reason and kind == "gpu":
-                reason = gpu.gpu_precision_unavailable_reason(precision, capability, name)
-            if not reason and precision == "tf32" and os.environ.get(gpu.TF32_OVERRIDE_VAR) == "0":
-                reason = f"{gpu.TF32_OVERRIDE_VAR}=0 is set: TF32 is off in this process"
+                reason = providers.gpu_precision_unavailable_reason(precision, capability, name)
+            if not reason and precision == "tf32" and os.environ.get(providers.TF32_OVERRIDE_VAR) == "0":
+                reason = f"{providers.TF32_OVERRIDE_VAR}=0 is set: TF32 is off in this process"
             if reason:
                 out.append(_row(backend, precision, device, UNAVAILABLE, reason, versions))
                 continue
@@ -262,16 +264,16 @@ def smoke_groups(rows: Sequence[Tuple[str, str]]) -> List[Dict[str, Any]]:
     groups: Dict[Tuple[str, str, bool], List[Tuple[str, str]]] = {}
     for backend, precision in rows:
         spec = BACKENDS[backend]
-        tf32 = gpu.tf32_for_precision(precision)
+        tf32 = providers.tf32_for_precision(precision)
         groups.setdefault((spec.family, spec.device_kind, tf32), []).append((backend, precision))
     out = []
     for (family, kind, tf32), members in groups.items():
         if kind == "cpu" and family == "mxnet":
             env: Dict[str, Optional[str]] = {}
         elif tf32:
-            env = {gpu.TF32_OVERRIDE_VAR: None}
+            env = {providers.TF32_OVERRIDE_VAR: None}
         else:
-            env = dict(gpu.tf32_environment("fp32"))
+            env = dict(providers.tf32_environment("fp32"))
         out.append({"family": family, "device_kind": kind, "rows": list(members), "env": env})
     merged: List[Dict[str, Any]] = []
     for group in out:  # ONNX Runtime's CPU and non-TF32 GPU rows share one child
@@ -284,7 +286,7 @@ def smoke_groups(rows: Sequence[Tuple[str, str]]) -> List[Dict[str, Any]]:
 
 
 def _run_child(group: Dict[str, Any], device_id: int, seconds: float, timeout_s: float) -> List[Dict[str, Any]]:
-    from vggbench.worker import describe_exit
+    from vggbench.bench.worker import describe_exit
 
     with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch:
         spec_path, out_path = Path(scratch) / "spec.json", Path(scratch) / "rows.json"
@@ -317,7 +319,7 @@ def environment_notes(distributions: Optional[Dict[str, str]] = None) -> List[st
         distributions: ``{name: version}`` installed (default: the mxnet and onnxruntime ones here).
     """
     if distributions is None:
-        distributions = gpu.installed_distributions(["mxnet", "onnxruntime"])
+        distributions = libraries.installed_distributions(["mxnet", "onnxruntime"])
     notes = []
     for module, names in (("mxnet", [n for n in distributions if n == "mxnet" or n.startswith("mxnet-cu")]),
                           ("onnxruntime", [n for n in distributions if n in ("onnxruntime", "onnxruntime-gpu")])):
@@ -337,7 +339,7 @@ def _smoke_text(row: Dict[str, Any]) -> Optional[str]:
 def doctor_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The doctor rows as a GitHub-Markdown table; each reason once, as a numbered footnote under it
     (so the table fits a terminal; ``--json`` keeps every reason on its row)."""
-    from vggbench.report import Footnotes, format_table
+    from vggbench.bench.report import Footnotes, format_table
 
     notes = Footnotes()
 
@@ -387,11 +389,11 @@ def doctor(require: Sequence[str] = (), json_path: Optional[str] = None, out: Op
     """
     required = check_require(require)
     if json_path:
-        from vggbench.artifacts import check_output_file
+        from vggbench.artifacts.layout import check_output_file
 
         check_output_file(json_path)
     out = out or sys.stdout
-    versions = gpu.gpu_versions()
+    versions = libraries.gpu_versions()
     notes = environment_notes()
     plan = planned_rows()
     found: Dict[Tuple[str, str], Dict[str, Any]] = {}
@@ -417,8 +419,8 @@ def doctor(require: Sequence[str] = (), json_path: Optional[str] = None, out: Op
     if missing:
         print(f"required but not available here: {', '.join(missing)}", file=out)
     if json_path:
-        from vggbench.artifacts import write_json_atomic
-        from vggbench.environment import utc_now
+        from vggbench.artifacts.io import write_json_atomic
+        from vggbench.platform.environment import utc_now
 
         write_json_atomic(json_path, {"schema": SCHEMA, "timestamp": utc_now(), "versions": versions, "notes": notes,
                                       "rows": rows, "required": list(require), "exit_code": code})
@@ -433,11 +435,11 @@ GPU_SMOKE_BATCH_SIZES = (1, 64)
 
 def _bench_for_smoke(run_dirs: Sequence[str], batch_sizes: Sequence[int], accuracy_images: int,
                      data_dir: Optional[str], log: Log) -> Dict[str, Any]:
-    """The one call into the sweep (kept here alone so a change of bench.sweep's signature is one
+    """The one call into the sweep (kept here alone so a change of sweep.sweep's signature is one
     edit): every backend, unavailable ones as rows; three rounds per row keep it short."""
-    from vggbench import bench
+    from vggbench.bench import sweep
 
-    return bench.sweep(run_dirs, backends=None, batch_sizes=batch_sizes, rounds=3,
+    return sweep.sweep(run_dirs, backends=None, batch_sizes=batch_sizes, rounds=3,
                        accuracy_limit=accuracy_images, data_dir=data_dir, log=log)
 
 
@@ -463,8 +465,8 @@ def gpu_smoke(out_dir: Any, model: str = "vgg11_bn", width_ratio: float = 4.0,
     CPU (e.g. Hopper, or the gpu extra's CPU mxnet). Returns ``{"doctor_rows", "train_ctx",
     "run_dirs", "results", "files", "seconds"}``.
     """
-    from vggbench import pipeline, train
-    from vggbench.artifacts import write_bytes_atomic
+    from vggbench import train, workflows
+    from vggbench.artifacts.io import write_bytes_atomic
 
     log = log or say
     started = time.perf_counter()
@@ -485,7 +487,7 @@ def gpu_smoke(out_dir: Any, model: str = "vgg11_bn", width_ratio: float = 4.0,
             name=f"{model}-{size}", force=True, parity_images=min(test_images, train.PARITY_IMAGES),
             progress=False, log=log)))
     results = _bench_for_smoke(run_dirs, batch_sizes, test_images, data_dir, log)
-    files = pipeline.write_outputs(results, json_path=str(out / "results.json"),
+    files = workflows.write_outputs(results, json_path=str(out / "results.json"),
                                    markdown_path=str(out / "results.md"))
     for line in files:
         log(line)

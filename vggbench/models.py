@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Sequence, Tuple
 
-from vggbench._mxnet import import_mxnet
 from vggbench.errors import VggbenchError, summarize_error
+from vggbench.platform.mxnet import import_mxnet
 
 Architecture = Tuple[Tuple[int, int], ...]
 

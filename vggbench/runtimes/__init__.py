@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from vggbench.backends import BACKENDS
 from vggbench.errors import VggbenchError
+from vggbench.runtimes.backends import BACKENDS
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 MXNET_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.family == "mxnet")
@@ -20,7 +20,7 @@ GPU_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.device_kind
 
 
 def check_backend_name(backend: str) -> None:
-    """Raise a one-line VggbenchError unless ``backend`` is a key of :data:`vggbench.backends.BACKENDS`."""
+    """Raise a one-line VggbenchError unless ``backend`` is a key of :data:`vggbench.runtimes.backends.BACKENDS`."""
     if backend not in BACKENDS:
         raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
 
@@ -31,7 +31,7 @@ def _device(backend: str, device: Optional[str]) -> str:
 
 
 def unavailable_reason(backend: str, precision: str = "fp32", device: Optional[str] = None) -> Optional[str]:
-    """Why ``backend`` (a key of :data:`vggbench.backends.BACKENDS`) cannot run ``precision`` on
+    """Why ``backend`` (a key of :data:`vggbench.runtimes.backends.BACKENDS`) cannot run ``precision`` on
     ``device`` (cpu, gpu, gpu:N; None: the backend's kind) here, or None when it can."""
     check_backend_name(backend)
     device = _device(backend, device)
@@ -49,7 +49,7 @@ def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optiona
     """Load the run dir's model for ``backend``; raises BackendUnavailable with the reason.
 
     Parameters:
-        backend: a key of :data:`vggbench.backends.BACKENDS`.
+        backend: a key of :data:`vggbench.runtimes.backends.BACKENDS`.
         run_dir: a run dir; every file loaded is checked against the manifest's sha256 first.
         precision: which ONNX file (``fp32``, ``opt``, ``int8``, ``fp16``); MXNet runs fp32 only.
         device: ``cpu``, ``gpu`` or ``gpu:N`` (MXNet runners); None: the backend's kind.

@@ -13,22 +13,21 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from vggbench._mxnet import import_mxnet
-from vggbench.artifacts import read_manifest, verify_file
-from vggbench.backends import unsupported_reason
+from vggbench.artifacts.layout import INPUT_NAME, PARAMS_FILE, SYMBOL_FILE
+from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.errors import summarize_error
-from vggbench.export import PARAMS_FILE, SYMBOL_FILE, load_exported
+from vggbench.platform.mxnet import import_mxnet
+from vggbench.runtimes.backends import unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 
-
 def mxnet_default_threads() -> int:
-    """The OpenMP thread count MXNet uses in this process: what :func:`vggbench._mxnet.import_mxnet`
-    set (its :func:`~vggbench._mxnet.mxnet_threads`), else MXNet's own rule for the environment
-    (:func:`vggbench._mxnet.mxnet_default_threads`)."""
-    from vggbench import _mxnet
+    """The OpenMP thread count MXNet uses in this process: what :func:`vggbench.platform.mxnet.import_mxnet`
+    set (its :func:`~vggbench.platform.mxnet.mxnet_threads`), else MXNet's own rule for the environment
+    (:func:`vggbench.platform.mxnet.mxnet_default_threads`)."""
+    from vggbench.platform import mxnet as mxnet_platform
 
-    return _mxnet.mxnet_threads() or _mxnet.mxnet_default_threads()[0]
+    return mxnet_platform.mxnet_threads() or mxnet_platform.mxnet_default_threads()[0]
 
 
 def parse_device(device: str):
@@ -47,7 +46,7 @@ def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional
     kind, index = parse_device(device)
     if kind == "cpu":
         return None
-    from vggbench.gpu import mxnet_gpu_unavailable_reason, visible_inventory
+    from vggbench.platform.gpu import mxnet_gpu_unavailable_reason, visible_inventory
 
     mx = import_mxnet()
     has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
@@ -158,3 +157,18 @@ class MXNetRuntime(Runtime):
 
     def close(self) -> None:
         self._net = self._staged = self._staged_output = None
+
+
+def load_exported(symbol_path: Path, params_path: Path, ctx=None):
+    """The exported graph (``model-symbol.json`` + ``model-0000.params``) as a hybridized Gluon
+    ``SymbolBlock`` on MXNet context ``ctx`` (default: the CPU)."""
+    import warnings
+
+    mx = import_mxnet()
+
+    with warnings.catch_warnings():  # imports() warns that 'data' has no type: it is float32
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock.imports(str(symbol_path), [INPUT_NAME], str(params_path),
+                                             ctx=ctx or mx.cpu())
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block

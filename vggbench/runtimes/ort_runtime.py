@@ -14,9 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from vggbench.artifacts import CACHE_DIR, INPUT_NAME, ONNX_VARIANT_FILES, read_manifest, verify_file
-from vggbench.backends import BACKENDS, PRECISIONS, unsupported_reason
+from vggbench.artifacts.layout import CACHE_DIR, INPUT_NAME, ONNX_VARIANT_FILES
+from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.errors import VggbenchError
+from vggbench.runtimes.backends import BACKENDS, PRECISIONS, unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 PROVIDERS = {name: spec.provider for name, spec in BACKENDS.items() if spec.family == "ort"}
@@ -30,12 +31,12 @@ def unavailable_reason(backend: str, precision: str = "fp32", device_id: int = 0
     or None when it can.
 
     A GPU backend counts as available only when a tiny real session ran on its provider and gave
-    the right answer (:func:`vggbench.gpu.probe_ort_backend`): ``get_available_providers()`` lists
+    the right answer (:func:`vggbench.runtimes.probe.probe_ort_backend`): ``get_available_providers()`` lists
     CUDA and TensorRT in every onnxruntime-gpu build, GPU or not.
 
     Parameters:
         backend: an ONNX Runtime backend name.
-        precision: a key of :data:`vggbench.backends.PRECISIONS`.
+        precision: a key of :data:`vggbench.runtimes.backends.PRECISIONS`.
         device_id: the GPU index (GPU backends only).
     """
     if precision not in PRECISIONS:
@@ -48,7 +49,7 @@ def unavailable_reason(backend: str, precision: str = "fp32", device_id: int = 0
 
 @functools.lru_cache(maxsize=None)
 def _probe(backend: str, device_id: int) -> Optional[str]:
-    from vggbench.gpu import probe_ort_backend
+    from vggbench.runtimes.probe import probe_ort_backend
 
     return probe_ort_backend(backend, device_id)
 
@@ -69,22 +70,22 @@ def provider_options(backend: str, device_id: int = 0, cudnn_conv_algo_search: s
             lets TensorRT build float16 kernels.
         tensorrt: ``ort-trt`` only: ``cache_dir``, ``input_name``, ``input_shape_chw`` and
             ``batch_sizes`` for the engine/timing caches and the explicit shape profile
-            (:func:`vggbench.gpu.tensorrt_provider_options`); None = TensorRT's defaults.
+            (:func:`vggbench.runtimes.providers.tensorrt_provider_options`); None = TensorRT's defaults.
 
     ``ort-trt`` lists the CUDA provider after TensorRT for the ops TensorRT cannot take.
     """
     if backend == "ort-cpu":
         return [PROVIDERS[backend]]
-    from vggbench import gpu
+    from vggbench.runtimes import providers as provider_options
 
-    cuda = gpu.cuda_provider_options(device_id, tf32=gpu.tf32_for_precision(precision),
+    cuda = provider_options.cuda_provider_options(device_id, tf32=provider_options.tf32_for_precision(precision),
                                      conv_algo_search=cudnn_conv_algo_search,
                                      conv_use_max_workspace=cudnn_conv_use_max_workspace,
                                      gpu_mem_limit_bytes=gpu_mem_limit)
     providers: List[Union[str, Tuple[str, Dict[str, Any]]]] = [("CUDAExecutionProvider", cuda)]
     if backend == "ort-trt":
         if tensorrt:
-            trt = gpu.tensorrt_provider_options(device_id, precision=precision, **tensorrt)
+            trt = provider_options.tensorrt_provider_options(device_id, precision=precision, **tensorrt)
         else:
             trt = {"device_id": str(device_id), "trt_fp16_enable": "1" if precision == "fp16" else "0"}
         providers.insert(0, ("TensorrtExecutionProvider", trt))
@@ -152,7 +153,7 @@ class ORTRuntime(Runtime):
     Parameters:
         run_dir: a run dir; the file is checked against the manifest's sha256 first.
         backend: ``ort-cpu``, ``ort-cuda`` or ``ort-trt``.
-        precision: a key of :data:`vggbench.backends.PRECISIONS` (which ONNX file it runs).
+        precision: a key of :data:`vggbench.runtimes.backends.PRECISIONS` (which ONNX file it runs).
         threads: intra-op threads; None lets ONNX Runtime choose.
         device_id, cudnn_conv_algo_search, gpu_mem_limit, cudnn_conv_use_max_workspace: GPU
             provider options (see :func:`provider_options`).
@@ -185,7 +186,7 @@ class ORTRuntime(Runtime):
                                           cudnn_conv_use_max_workspace, precision, tensorrt)
         gpu_libraries = None
         if backend != "ort-cpu":
-            from vggbench.gpu import preload_ort_cuda
+            from vggbench.runtimes.providers import preload_ort_cuda
 
             gpu_libraries = preload_ort_cuda(tensorrt=backend == "ort-trt")
         started = time.perf_counter()
@@ -197,7 +198,7 @@ class ORTRuntime(Runtime):
         self._options = {"providers": self._session.get_providers(), "graph_optimization": graph_optimization,
                          "model_file": model_path.name, "session_create_s": session_create_s}
         if backend != "ort-cpu":
-            from vggbench.gpu import gpu_versions
+            from vggbench.platform.libraries import gpu_versions
 
             self._options.update(provider_options=self.providers, gpu_libraries=gpu_libraries,
                                  gpu_versions=gpu_versions())

@@ -1,0 +1,162 @@
+"""The backend runners: real MXNet and ONNX Runtime on a real exported run dir."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from vggbench import runtimes
+from vggbench.errors import VggbenchError
+from vggbench.platform.environment import gpus
+from vggbench.runtimes import BackendUnavailable, load_runtime, ort_runtime, unavailable_reason
+
+CPU_BACKENDS = ("mxnet", "mxnet-hybrid", "ort-cpu")
+
+
+@pytest.fixture(scope="module")
+def test_batch(data_dir):
+    """Eight real test images, preprocessed as in training, plus random inputs."""
+    from vggbench import data
+
+    images, _ = data.load_fashion_mnist(str(data_dir), train=False)
+    real = data.preprocess(images[:8], 96)
+    noise = np.random.RandomState(0).uniform(0, 1, (4, 1, 96, 96)).astype(np.float32)
+    return np.concatenate([real, noise])
+
+
+@pytest.fixture(scope="module")
+def cpu_logits(untrained_run_dir, test_batch):
+    logits = {}
+    for backend in CPU_BACKENDS:
+        with load_runtime(backend, untrained_run_dir) as runtime:
+            logits[backend] = runtime.run(test_batch)
+    return logits
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS[1:])
+def test_runners_agree_on_outputs(cpu_logits, backend):
+    reference = cpu_logits["mxnet"]
+    assert cpu_logits[backend].shape == reference.shape == (12, 10)
+    assert cpu_logits[backend].dtype == np.float32
+    scale = max(1.0, float(np.abs(reference).max()))
+    np.testing.assert_allclose(cpu_logits[backend], reference, rtol=0, atol=1e-4 * scale)
+    assert (cpu_logits[backend].argmax(1) == reference.argmax(1)).all()
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_compute_only_path_computes_what_run_computes(untrained_run_dir, test_batch, cpu_logits, backend):
+    with load_runtime(backend, untrained_run_dir) as runtime:
+        runtime.stage(test_batch)
+        assert runtime.run_staged() is None  # output stays on the device
+        first = runtime.staged_output()
+        runtime.run_staged()  # again on the same staged input: same result
+        np.testing.assert_allclose(runtime.staged_output(), first, rtol=0, atol=1e-6)
+        scale = max(1.0, float(np.abs(cpu_logits[backend]).max()))
+        np.testing.assert_allclose(first, cpu_logits[backend], rtol=0, atol=1e-5 * scale)
+        assert (first.argmax(1) == cpu_logits[backend].argmax(1)).all()
+        # end-to-end still works after staging, with another batch size
+        np.testing.assert_allclose(runtime.run(test_batch[:3]), cpu_logits[backend][:3], rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_info_records_what_was_used(untrained_run_dir, backend):
+    with load_runtime(backend, untrained_run_dir, threads=1) as runtime:
+        info = runtime.info()
+    assert info["backend"] == backend and info["precision"] == "fp32" and info["device"] == "cpu"
+    assert info["threads"] == (1 if backend == "ort-cpu" else info["threads"]) and info["threads"] >= 1
+    if backend == "ort-cpu":
+        assert info["providers"][0] == "CPUExecutionProvider" and info["model_file"] == "model.onnx"
+
+
+@pytest.mark.skipif(bool(gpus()), reason="this machine has a GPU")
+def test_gpu_backends_are_unavailable_here_with_a_reason(untrained_run_dir):
+    for backend in runtimes.GPU_BACKENDS:  # the backend's own device kind: a GPU
+        reason = unavailable_reason(backend)
+        assert reason and ("onnxruntime" in reason if backend.startswith("ort") else "CUDA" in reason)
+        with pytest.raises(BackendUnavailable, match="ExecutionProvider|CUDA"):
+            load_runtime(backend, untrained_run_dir)
+    for backend in runtimes.MXNET_BACKENDS:  # the CPU runners asked for a GPU device
+        assert "CUDA" in unavailable_reason(backend, device="gpu")
+        with pytest.raises(BackendUnavailable):
+            load_runtime(backend, untrained_run_dir, device="gpu:0")
+
+
+def test_precision_combinations_that_cannot_run():
+    assert "fp32 only" in unavailable_reason("mxnet-hybrid", "int8")
+    assert "GPU" in unavailable_reason("ort-cpu", "fp16")
+    assert "unknown precision" in unavailable_reason("ort-cpu", "bf16")
+    assert unavailable_reason("ort-cpu", "int8") is None
+    with pytest.raises(VggbenchError, match="unknown backend"):
+        unavailable_reason("tvm")
+
+
+def test_missing_variant_and_tampered_file_are_refused(untrained_run_dir, tmp_path):
+    import shutil
+
+    with pytest.raises(VggbenchError, match="lists no 'model.int8.onnx'"):
+        load_runtime("ort-cpu", untrained_run_dir, precision="int8")
+    copy = tmp_path / "copy"
+    shutil.copytree(untrained_run_dir, copy)
+    with open(copy / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(VggbenchError, match="does not match the manifest"):
+        load_runtime("ort-cpu", copy)
+
+
+# --- the one ONNX Runtime session factory --------------------------------------------------------
+
+def test_make_session_takes_a_path_bytes_or_a_model_and_they_agree(untrained_run_dir, test_batch):
+    import onnx
+
+    path = untrained_run_dir / "model.onnx"
+    outputs = []
+    for model in (path, str(path), path.read_bytes(), onnx.load(str(path))):
+        predict = ort_runtime.session_predictor(ort_runtime.make_session(model))
+        outputs.append(predict(test_batch))
+    for logits in outputs[1:]:
+        np.testing.assert_array_equal(logits, outputs[0])
+    assert outputs[0].shape == (12, 10)
+
+
+def test_make_session_applies_its_options(untrained_run_dir, tmp_path):
+    path = untrained_run_dir / "model.onnx"
+    one = ort_runtime.make_session(path, threads=1, graph_optimization="basic")
+    assert one.get_session_options().intra_op_num_threads == 1
+    assert one.get_session_options().graph_optimization_level.name == "ORT_ENABLE_BASIC"
+    assert ort_runtime.make_session(path).get_session_options().intra_op_num_threads == 0  # ORT decides
+    optimized = tmp_path / "model.opt.onnx"
+    ort_runtime.make_session(path, optimized_model_path=optimized)
+    assert optimized.stat().st_size > 0
+    with pytest.raises(VggbenchError, match="unknown graph optimization 'max'"):
+        ort_runtime.make_session(path, graph_optimization="max")
+    with pytest.raises(VggbenchError, match="unknown ONNX Runtime backend 'ort-rocm'"):
+        ort_runtime.make_session(path, backend="ort-rocm")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="this onnxruntime has CUDA: nothing falls back")
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider' is not in available")
+def test_a_gpu_session_that_falls_back_to_the_cpu_is_refused(untrained_run_dir):
+    """Asking this CPU-only onnxruntime for CUDA: ORT quietly runs on the CPU; the factory refuses."""
+    with pytest.raises(BackendUnavailable, match="fell back to CPUExecutionProvider instead of CUDAExecutionProvider"):
+        ort_runtime.make_session(untrained_run_dir / "model.onnx", backend="ort-cuda",
+                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_provider_options_for_each_backend(tmp_path):
+    assert ort_runtime.provider_options("ort-cpu") == ["CPUExecutionProvider"]
+    cuda = ort_runtime.provider_options("ort-cuda", device_id=1, gpu_mem_limit=2 ** 30)
+    assert cuda == [("CUDAExecutionProvider", {"device_id": "1", "use_tf32": "0", "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                               "cudnn_conv_use_max_workspace": "1", "gpu_mem_limit": str(2 ** 30)})]
+    assert ort_runtime.provider_options("ort-cuda", precision="tf32")[0][1]["use_tf32"] == "1"
+    trt = ort_runtime.provider_options("ort-trt", precision="fp16", tensorrt={
+        "cache_dir": tmp_path / "cache", "input_name": "data", "input_shape_chw": (1, 96, 96), "batch_sizes": [1, 16, 64]})
+    assert [name for name, _ in trt] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    options = trt[0][1]
+    assert options["trt_fp16_enable"] == "1" and options["trt_engine_cache_enable"] == "1"
+    assert options["trt_profile_min_shapes"] == "data:1x1x96x96" and options["trt_profile_max_shapes"] == "data:64x1x96x96"
+    assert options["trt_engine_cache_path"].startswith(str(tmp_path / "cache"))
+    assert trt[1][1]["use_tf32"] == "0"  # the CUDA fallback of an fp16/fp32 TensorRT row runs no TF32 either
+    with pytest.raises(VggbenchError, match="cudnn_conv_algo_search 'FAST'"):
+        ort_runtime.provider_options("ort-cuda", cudnn_conv_algo_search="FAST")

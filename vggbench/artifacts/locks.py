@@ -1,0 +1,277 @@
+"""One writer per run dir (an advisory ``flock`` recording pid, host, purpose, start), and leftovers of killed runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from vggbench.artifacts.io import PathLike
+from vggbench.errors import VggbenchError
+
+# --- one writer per run dir ------------------------------------------------------------------------
+
+LOCK_SUFFIX = ".lock"
+_held_locks: Dict[str, "RunDirLock"] = {}
+_held_guard = threading.Lock()
+
+
+@dataclasses.dataclass
+class RunDirLock:
+    """A held run-dir lock (what :func:`run_dir_lock` yields).
+
+    Attributes:
+        run_dir: the locked run dir (it may not exist yet).
+        lock_path: ``<parent>/.<name>.lock``, beside the run dir so the run dir itself stays exactly
+            what the manifest describes and can be deleted or replaced under the lock.
+        holder: what this process recorded (pid, host, purpose, started, pid_start).
+        took_over: the record of a dead previous holder whose lock was taken over, or None.
+    """
+
+    run_dir: Path
+    lock_path: Path
+    holder: Dict[str, Any]
+    took_over: Optional[Dict[str, Any]] = None
+    fd: int = -1
+    depth: int = 1
+    created_dirs: Tuple[Path, ...] = ()  # folders made for the lock file, removed again if left empty
+
+
+def lock_path_for(run_dir: PathLike) -> Path:
+    """Where the lock of ``run_dir`` lives: ``<parent>/.<name>.lock``."""
+    run_dir = Path(os.path.abspath(Path(run_dir).expanduser()))
+    if not run_dir.name:
+        raise VggbenchError(f"{run_dir} cannot be a run dir (it has no name)")
+    return run_dir.parent / f".{run_dir.name}{LOCK_SUFFIX}"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: PathLike, purpose: str) -> Iterator[RunDirLock]:
+    """Hold the exclusive lock of ``run_dir`` for one writing command; refuse at once if taken.
+
+    An advisory ``fcntl.flock`` on ``<parent>/.<name>.lock`` (the parent is created if missing, and
+    removed again on release when nothing else was put in it).
+    The file records who holds it (pid, host, purpose, start time) so a refused writer gets one
+    line naming the holder. The kernel drops the lock when its process dies, so a lock left by a
+    killed run is simply taken over (``took_over`` says whose it was); a lock still held by a
+    process that is not the recorded, dead pid (a forked child that outlived it) is broken. The
+    lock is re-entrant within a process (``train-export --optimize``) and released, and its file
+    removed, on every exit path Python sees (a ``KeyboardInterrupt``/SIGTERM included).
+
+    Parameters:
+        run_dir: the run dir about to be written (it need not exist).
+        purpose: what the holder is doing, shown to a refused writer ("train-export", "optimize").
+
+    Raises :class:`VggbenchError` when another live process holds the lock, or the folder cannot
+    hold a lock file.
+    """
+    lock_path = lock_path_for(run_dir)
+    key = str(lock_path)
+    with _held_guard:
+        held = _held_locks.get(key)
+        if held is not None:
+            held.depth += 1
+    if held is not None:
+        try:
+            yield held
+        finally:
+            held.depth -= 1
+        return
+    lock = _acquire(Path(os.path.abspath(Path(run_dir).expanduser())), lock_path, purpose)
+    with _held_guard:
+        _held_locks[key] = lock
+    try:
+        yield lock
+    finally:
+        with _held_guard:
+            _held_locks.pop(key, None)
+        _release(lock)
+
+
+def _acquire(run_dir: Path, lock_path: Path, purpose: str) -> RunDirLock:
+    missing = [folder for folder in (lock_path.parent, *lock_path.parent.parents) if not folder.exists()]
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VggbenchError(f"cannot create {lock_path.parent} for {run_dir} ({err.strerror}); choose a "
+                            f"writable --out") from None
+    for _ in range(5):  # retried only when the file was replaced between open and flock
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise VggbenchError(f"cannot create the lock file {lock_path} ({err.strerror}); choose a writable "
+                                f"--out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_record(fd)
+            os.close(fd)
+            if holder and _is_dead_here(holder):  # held by an orphaned descendant of a dead run
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock_path)
+                continue
+            raise VggbenchError(f"{run_dir} is in use by {describe_holder(holder)}; wait for it to finish, or "
+                                f"write elsewhere with another --name") from None
+        except OSError as err:  # ENOLCK/EOPNOTSUPP: a file system without locks (old NFS)
+            os.close(fd)
+            raise VggbenchError(f"cannot lock {lock_path} ({err.strerror}): this file system has no file locks; "
+                                f"use a local --out") from None
+        if not _same_file(fd, lock_path):
+            os.close(fd)
+            continue
+        previous = _read_record(fd)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid_start": _process_start(os.getpid())}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        os.fsync(fd)
+        return RunDirLock(run_dir, lock_path, holder, previous or None, fd, created_dirs=tuple(missing))
+    raise VggbenchError(f"cannot take the lock {lock_path}: it keeps being replaced by another process; "
+                        f"is another vggbench writing {run_dir}?")
+
+
+def _release(lock: RunDirLock) -> None:
+    try:
+        if _same_file(lock.fd, lock.lock_path):
+            os.unlink(lock.lock_path)  # while still holding it, so nobody locks a file about to vanish
+    except OSError:
+        pass
+    finally:
+        os.close(lock.fd)
+    for folder in lock.created_dirs:  # deepest first: an --out made only for a run that failed early
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _read_record(fd: int) -> Dict[str, Any]:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def read_lock_holder(run_dir: PathLike) -> Optional[Dict[str, Any]]:
+    """The record of whoever holds ``run_dir``'s lock now, or None when it is free.
+
+    For messages and tests. It tests the lock by taking a shared lock for an instant, so a writer
+    starting in that instant is refused as if the run dir were in use: do not poll it next to a
+    writer that must not fail.
+    """
+    lock_path = lock_path_for(run_dir)
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_record(fd)
+        return None
+    finally:
+        os.close(fd)
+
+
+def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
+    """One phrase naming a lock holder: ``train-export (pid 123 on host, since 2026-...)``."""
+    if not holder:
+        return "another process (it has not recorded itself yet)"
+    return (f"{holder.get('purpose', 'another vggbench command')} (pid {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')}, since {holder.get('started', '?')})")
+
+
+def _process_start(pid: int) -> Optional[int]:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def pid_alive(pid: int, started: Optional[int] = None) -> bool:
+    """Is process ``pid`` (on this host) running, and, when ``started`` is given, still the process
+    that started at that tick (not a later process that reused the pid)? Zombies count as dead."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2:].split()[0] == "Z":
+            return False
+    except (OSError, ValueError, IndexError):
+        return True
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _is_dead_here(holder: Dict[str, Any]) -> bool:
+    return holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"), holder.get("pid_start"))
+
+
+# --- leftovers of killed runs ----------------------------------------------------------------------
+
+# atomic_path's names (.<stem>.<pid>.<random>.tmp<suffix>, and the older .<stem>.<random>.tmp<suffix>)
+# and export's staging folders (.export.<random>).
+_TEMP_FILE = re.compile(r"^\..+?\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]{8}\.tmp(?:\.[^./]*)?$")
+_TEMP_DIR = re.compile(r"^\.export\.[A-Za-z0-9_]{8}$")
+
+
+def remove_orphan_temp_files(run_dir: PathLike) -> List[Path]:
+    """Delete the temporary files and staging folders a killed run left in ``run_dir`` (and its
+    ``checkpoints/``); return what was removed.
+
+    Call it while holding :func:`run_dir_lock` (``--resume``/``--force`` do): then no other writer
+    can own them. A temp file whose name carries the pid of another live process is kept all the
+    same, as a second line of defence. Finished artifacts never match these names.
+
+    Parameters:
+        run_dir: the run dir to clean; a missing one is fine (nothing to do).
+    """
+    run_dir = Path(run_dir)
+    removed: List[Path] = []
+    if not run_dir.is_dir():
+        return removed
+    for folder, dirs, files in os.walk(run_dir):
+        for name in list(dirs):
+            if _TEMP_DIR.match(name):
+                shutil.rmtree(Path(folder) / name, ignore_errors=True)
+                removed.append(Path(folder) / name)
+                dirs.remove(name)
+        for name in files:
+            match = _TEMP_FILE.match(name)
+            if not match:
+                continue
+            pid = int(match.group("pid")) if match.group("pid") else None
+            if pid is not None and pid != os.getpid() and pid_alive(pid):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(Path(folder) / name)
+                removed.append(Path(folder) / name)
+    return sorted(removed)

@@ -1,0 +1,433 @@
+"""Rendering only: result rows (plain dicts) into tables, CSV, Markdown and plots.
+
+Every function here takes rows or a results document and returns text or PNG bytes; it measures,
+trains and writes nothing (callers write the files, atomically). It imports no stage module.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+
+from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK
+from vggbench.errors import VggbenchError
+
+Column = Tuple[str, Any]
+
+
+def format_table(rows: Sequence[Dict], columns: Sequence[Column], tablefmt: str = "github") -> str:
+    """A table of ``rows``; ``columns`` is ``[(header, key or callable(row)), ...]``, '-' for None.
+
+    Parameters:
+        rows: plain dicts.
+        columns: header and how to get each cell.
+        tablefmt: a tabulate format.
+    """
+    body = []
+    for row in rows:
+        line = []
+        for _, getter in columns:
+            value = getter(row) if callable(getter) else row.get(getter)
+            line.append("-" if value is None else value)
+        body.append(line)
+    return tabulate(body, headers=[header for header, _ in columns], tablefmt=tablefmt,
+                    floatfmt=".2f", disable_numparse=False)
+
+
+def models_table(rows: Sequence[Dict], sizes: Iterable[int]) -> str:
+    """The zoo table (``vggbench models``): config, parameters and GFLOPs per input size.
+
+    Parameters:
+        rows: from :func:`vggbench.workflows.zoo_rows`.
+        sizes: the input sizes the rows hold.
+    """
+    columns: List[Column] = [("model", "model"), ("config", "config")]
+    for size in sizes:
+        columns += [(f"params @{size}", lambda r, s=size: f"{r[f'params_{s}']:,}"),
+                    (f"GFLOPs @{size}", lambda r, s=size: f"{r[f'gflops_{s}']:.3f}")]
+    first = rows[0] if rows else {}
+    return (format_table(rows, columns) + f"\n\nFLOPs = 2 x multiply-adds of conv and dense layers per image; "
+            f"{first.get('in_channels', 1)} input channel(s), {first.get('classes', 10)} classes, "
+            f"width ratio {first.get('width_ratio', 1.0):g}.")
+
+
+def _fmt(value, spec: str):
+    return None if value is None else format(value, spec)
+
+
+def _pct(value):
+    return None if value is None else f"{100 * value:.2f}"
+
+
+def _multi(rows: Sequence[Dict], key: str) -> bool:
+    return len({row.get(key) for row in rows}) > 1
+
+
+def _precision_label(row: Dict) -> str:
+    """The precision, marked when `vggbench optimize` flagged the variant for losing accuracy."""
+    if row.get("variant_flagged"):
+        drop = row.get("variant_accuracy_drop_points")
+        return f"{row['precision']} FLAGGED" + (f" (-{drop:.2f} pts)" if drop is not None else "")
+    return row["precision"]
+
+
+def images_per_s_cell(row: Dict) -> Optional[str]:
+    """``47.0 ±0.6`` (median and half the 95% CI), ``~`` marking a row that did not converge."""
+    value = row.get("images_per_s")
+    if value is None:
+        return None
+    low, high = row.get("images_per_s_ci_low"), row.get("images_per_s_ci_high")
+    text = f"{value:.1f}"
+    if low is not None and high is not None:
+        text += f" ±{(high - low) / 2:.1f}"
+    return text + (" ~" if row.get("noisy") else "")
+
+
+def speedup_cell(row: Dict) -> Optional[str]:
+    """``1.26x [1.20-1.31]``; ``=`` when the CI includes 1.00 (no clear difference)."""
+    value = row.get("speedup_vs_mxnet_hybrid")
+    if value is None:
+        return None
+    text = f"{value:.2f}x"
+    if row.get("speedup_ci_low") is not None:
+        text += f" [{row['speedup_ci_low']:.2f}-{row['speedup_ci_high']:.2f}]"
+        if row.get("speedup_clear") is False:
+            text += " ="
+    return text
+
+
+class Footnotes:
+    """Numbered notes for long status texts, so tables stay terminal-wide (JSON keeps them whole)."""
+
+    def __init__(self) -> None:
+        self._numbers: Dict[str, int] = {}
+
+    def status(self, row: Dict) -> str:
+        """``ok``, ``ok, noisy`` or ``unavailable [1]`` / ``error [2]`` with the reason as note 1/2."""
+        status = str(row.get("status", ""))
+        if status == STATUS_OK:
+            return "ok, noisy" if row.get("noisy") else "ok"
+        kind, _, reason = status.partition(":")
+        number = self._numbers.setdefault(reason.strip() or status, len(self._numbers) + 1)
+        return f"{kind} [{number}]"
+
+    def lines(self) -> List[str]:
+        """``[1] reason`` lines, in number order."""
+        return [f"[{number}] {reason}" for reason, number in self._numbers.items()]
+
+
+def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Optional[bool] = None,
+                  footnotes: Optional[Footnotes] = None) -> str:
+    """Every row (ok, unavailable and error) with its numbers; reasons as numbered footnotes.
+
+    Parameters:
+        rows: result rows.
+        tablefmt: a tabulate format.
+        with_model: add model/size/width columns (default: when the rows hold several).
+        footnotes: collects the status notes (the caller prints ``footnotes.lines()``); None = the
+            notes are appended under the table.
+    """
+    own_notes = footnotes is None
+    footnotes = footnotes or Footnotes()
+    if with_model is None:
+        with_model = _multi(rows, "model") or _multi(rows, "input_size") or _multi(rows, "width_ratio")
+    columns: List[Column] = []
+    if with_model:
+        columns += [("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}")]
+    columns += [
+        ("backend", "backend"), ("precision", _precision_label), ("batch", "batch_size"),
+        ("mode", lambda r: MODE_SHORT.get(r["mode"], r["mode"]) if r.get("mode") else None),
+        ("images/s ±95%", images_per_s_cell),
+        ("x mxnet-hybrid [95% CI]", speedup_cell),
+        ("p50 ms", lambda r: _fmt(r.get("latency_p50_ms"), ".2f")),
+        ("p99 ms", lambda r: _fmt(r.get("latency_p99_ms"), ".2f")),
+        ("rounds", "rounds"),
+        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
+        ("top-1 %", lambda r: _pct(r.get("top1_accuracy"))),
+        ("Δ pts", lambda r: _fmt(r.get("accuracy_delta_vs_mxnet_points"), "+.2f")),
+        ("status", footnotes.status),
+    ]
+    table = format_table(rows, columns, tablefmt=tablefmt)
+    if own_notes and footnotes.lines():
+        table += "\n\n" + "\n".join(footnotes.lines())
+    return table
+
+
+def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github") -> str:
+    """Side by side: one line per (model, size, mode, batch), one column per backend/precision,
+    cells ``images/s ±CI (speedup vs mxnet-hybrid)``; ``=`` marks no clear difference."""
+    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    columns = list(dict.fromkeys(f"{r['backend']} {_precision_label(r)}" for r in ok))
+    lines: Dict[tuple, Dict[str, str]] = {}
+    for row in ok:
+        key = (row["model"], row["input_size"], row["width_ratio"], MODE_SHORT.get(row["mode"], row["mode"]),
+               row["batch_size"])
+        speedup = row.get("speedup_vs_mxnet_hybrid")
+        cell = images_per_s_cell(row)
+        if speedup is not None:
+            cell += f" ({speedup:.2f}x{' =' if row.get('speedup_clear') is False else ''})"
+        lines.setdefault(key, {})[f"{row['backend']} {_precision_label(row)}"] = cell
+    headers = ["model", "size", "width ÷", "mode", "batch"] + columns
+    body = [[model, size, f"{width:g}", mode, batch] + [cells.get(c, "-") for c in columns]
+            for (model, size, width, mode, batch), cells in lines.items()]
+    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def _peak_notes(rows: Sequence[Dict], env: Dict[str, Any]) -> List[str]:
+    notes = []
+    peaks = {(r["backend"], r.get("peak_kernel")): r.get("peak_gflops_per_s") for r in rows
+             if r.get("peak_gflops_per_s") is not None}
+    for (backend, kernel), peak in peaks.items():
+        notes.append(f"peak {backend}: {peak:.1f} GOP/s, best of several GEMM sizes, fastest call ({kernel}); "
+                     f"its rows' % peak = row GFLOP/s / this (int8 rows use the int8 GEMM).")
+    theoretical = env.get("theoretical_peak") or {}
+    if theoretical.get("available"):
+        notes.append(f"theoretical peak of the threads used: {theoretical['fp32_gflops']:.0f} GFLOP/s fp32 "
+                     f"({theoretical['fp32_formula']}), {theoretical['int8_gops']:.0f} GOP/s int8 "
+                     f"({theoretical['int8_formula']}); clock: {theoretical['clock_source']}.")
+    return notes
+
+
+def results_notes(results: Dict) -> List[str]:
+    """What was timed and how, printed under every table.
+
+    Parameters:
+        results: a results document.
+    """
+    rows, settings, env = results["rows"], results.get("settings", {}), results.get("environment", {})
+    modes = list(dict.fromkeys(r["mode"] for r in rows if r.get("mode")))
+    notes = [f"mode {MODE_SHORT.get(m, m)} = {m}" for m in modes]
+    notes.append("  e2e times runtime.run(batch): host float32 NCHW in, host logits out, synced; compute times "
+                 "runtime.run_staged() after staging the input on the device once, output left there, synced.")
+    if settings.get("timing_policy"):
+        notes.append(f"timing: {settings['timing_policy']}; time.perf_counter around each synced call.")
+    notes.append("images/s = median over rounds of batch x calls / round time, ± half its 95% bootstrap CI; "
+                 "~ / 'noisy' = did not converge; speedups from paired rounds, '=' = CI includes 1.00 "
+                 "(no clear difference).")
+    flops = {(r["model"], r["input_size"], r["width_ratio"]): r["gflops_per_image"] for r in rows
+             if r.get("gflops_per_image") is not None}
+    for (model, size, width), gflops in flops.items():
+        notes.append(f"FLOPs: {model} at {size} (width ÷{width:g}) = {gflops:.3f} GFLOP/image "
+                     f"(2 x multiply-adds of conv + dense layers, from the run's manifest).")
+    notes += _peak_notes(rows, env)
+    accuracy = [r for r in rows if r.get("accuracy_images")]
+    if accuracy:
+        reference = next((r["accuracy_reference"] for r in accuracy if r.get("accuracy_reference")), None)
+        notes.append(f"top-1: {accuracy[0]['accuracy_images']} real Fashion-MNIST test images through each backend "
+                     f"(same preprocessing); Δ pts vs {reference or 'no MXNet reference in this run'}.")
+    if settings.get("accuracy_limit") == 0:
+        notes.append("top-1: skipped (--accuracy-limit 0).")
+    elif settings.get("accuracy_skipped"):
+        notes.append(f"top-1: skipped: {settings['accuracy_skipped']}.")
+    builds = {(r["backend"], r["precision"]): (r.get("runtime") or {}).get("session_create_s") for r in rows
+              if r.get("backend") == "ort-trt" and (r.get("runtime") or {}).get("session_create_s") is not None}
+    for (backend, precision), seconds in builds.items():
+        notes.append(f"{backend} {precision}: session creation (TensorRT engine build, or loading it from the "
+                     f"run dir's cache) took {seconds:.1f} s, outside every timed round.")
+    warnings = list(dict.fromkeys(r["busy_warning"] for r in rows if r.get("busy_warning")))
+    if warnings:
+        notes.append(f"WARNING: {len([r for r in rows if r.get('busy_warning')])} row(s) were timed while the "
+                     f"machine was busy, e.g. {warnings[0]}.")
+    if env:
+        versions = env.get("versions", {})
+        threads = sorted({r.get("threads") for r in rows if r.get("threads")})
+        if settings.get("threads_source"):
+            threads = f"{threads} ({settings['threads_source']}, same for every backend)"
+        gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
+        notes.append(f"machine: {env.get('cpu')} ({env.get('cores')} cores), threads {threads or '-'}, GPU: {gpus}; "
+                     + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + f"; {env.get('timestamp')}")
+    return notes
+
+
+def training_table(training: Sequence[Dict], tablefmt: str = "github") -> str:
+    """Training speed per run (from its history): images/s, GFLOP/s (3x forward) and % of peak."""
+    return format_table(training, [
+        ("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}"),
+        ("batch", "batch_size"), ("epoch", "epoch"), ("devices", "devices"), ("threads", "threads"),
+        ("train images/s", lambda r: _fmt(r.get("train_images_per_s"), ".1f")),
+        ("train GFLOP/s", lambda r: _fmt(r.get("train_gflops_per_s"), ".1f")),
+        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f"))], tablefmt=tablefmt)
+
+
+TRAINING_NOTE = ("training: the last epoch of each run's history.json (images / epoch time, data loading "
+                 "included); GFLOP/s = 3 x forward FLOPs x images/s; % peak against this sweep's mxnet-hybrid "
+                 "GEMM peak when training ran on the CPU with the same threads.")
+
+
+def render_results(results: Dict, pivot: bool = False) -> str:
+    """The table(s), their footnotes, then what was timed.
+
+    Parameters:
+        results: a results document.
+        pivot: also the side-by-side throughput table first (``compare``).
+    """
+    parts = []
+    if pivot:
+        parts += ["Throughput, images/s ±95% CI (speedup vs mxnet-hybrid fp32, same model/size/batch/mode):",
+                  throughput_pivot(results["rows"]), ""]
+    footnotes = Footnotes()
+    parts += [results_table(results["rows"], footnotes=footnotes), ""]
+    if footnotes.lines():
+        parts += footnotes.lines() + [""]
+    if results.get("training"):
+        parts += ["Training (from each run's history):", training_table(results["training"]), TRAINING_NOTE, ""]
+    parts += results_notes(results)
+    return "\n".join(parts)
+
+
+def csv_text(rows: Sequence[Dict]) -> str:
+    """All row keys as columns (lists and dicts as JSON text).
+
+    Parameters:
+        rows: result rows.
+    """
+    keys = list(ROW_KEYS) + sorted({key for row in rows for key in row} - set(ROW_KEYS))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: json.dumps(row[key]) if isinstance(row.get(key), (dict, list)) else row.get(key)
+                         for key in keys})
+    return buffer.getvalue()
+
+
+def markdown_report(results: Dict) -> str:
+    """The side-by-side table, every row, footnotes and notes as one Markdown document."""
+    footnotes = Footnotes()
+    lines = ["# vggbench results", "", "## Throughput side by side", "",
+             "images/s ±95% CI (speedup vs mxnet-hybrid fp32, same model/size/batch/mode)", "",
+             throughput_pivot(results["rows"]), "", "## All rows", "",
+             results_table(results["rows"], footnotes=footnotes), ""]
+    lines += [f"{line}  " for line in footnotes.lines()]
+    if results.get("training"):
+        lines += ["", "## Training", "", training_table(results["training"]), "", TRAINING_NOTE]
+    lines += ["", "## What was timed", ""]
+    lines += [f"- {note.strip()}" for note in results_notes(results)]
+    return "\n".join(lines) + "\n"
+
+
+def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
+    """Throughput vs batch size with 95% CI error bars, one line per (model,) backend + precision,
+    one panel per input size; returns the PNG bytes.
+
+    Parameters:
+        rows: result rows.
+        mode: which mode to plot (default end-to-end when present).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    if not ok:
+        raise VggbenchError("nothing to plot: no row was measured (all unavailable or errors)")
+    modes = {r["mode"] for r in ok}
+    mode = mode or (MODE_END_TO_END if MODE_END_TO_END in modes else sorted(modes)[0])
+    ok = [r for r in ok if r["mode"] == mode]
+    sizes = sorted({r["input_size"] for r in ok})
+    with_model = _multi(ok, "model") or _multi(ok, "width_ratio")
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        lines: Dict[str, List[tuple]] = {}
+        for row in ok:
+            if row["input_size"] != size:
+                continue
+            label = f"{row['backend']} {row['precision']}"
+            if with_model:
+                label = f"{row['model']} ÷{row['width_ratio']:g} " + label
+            low = row.get("images_per_s_ci_low")
+            high = row.get("images_per_s_ci_high")
+            value = row["images_per_s"]
+            lines.setdefault(label, []).append((row["batch_size"], value, value - low if low is not None else 0.0,
+                                                high - value if high is not None else 0.0))
+        batches = sorted({p[0] for points in lines.values() for p in points})
+        for label, points in lines.items():
+            points.sort()
+            ax.errorbar([p[0] for p in points], [p[1] for p in points],
+                        yerr=[[p[2] for p in points], [p[3] for p in points]], fmt="o-", capsize=3, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(batches)
+        ax.set_xticklabels([str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images/s (median, 95% CI)")
+        ax.set_title(f"input {size}x{size}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"Throughput vs batch size ({mode})")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+
+
+
+def accuracy_curves_png(labels: Dict[str, str], histories: Dict[str, List[Dict]]) -> bytes:
+    """Test accuracy per epoch of several runs on one plot; returns PNG bytes.
+
+    Parameters:
+        labels: run dir -> legend label.
+        histories: run dir -> ``[{"epoch", "test_accuracy"}, ...]``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run_dir, label in labels.items():
+        points = histories.get(run_dir) or []
+        ax.plot([p["epoch"] for p in points], [100 * p["test_accuracy"] for p in points], "o-", label=label)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Same recipe, same epochs, 96x96")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def exercises_markdown(published: Dict[str, Any]) -> str:
+    """The exercises' tables: one per exercise, one line per model run, speed per backend.
+
+    Parameters:
+        published: ``{"results", "histories", "exercises"}`` from :func:`vggbench.workflows.exercises`.
+    """
+    results = published["results"]
+    ok = [r for r in results["rows"] if r.get("status") == STATUS_OK]
+    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    env = results.get("environment", {})
+    settings = results["settings"]
+    cell = (f"batch {', '.join(map(str, settings.get('batch_sizes', [])))}, "
+            f"{', '.join(MODE_SHORT.get(m, m) for m in settings.get('modes', []))}, {settings.get('threads')} threads")
+    lines = ["# The lesson's exercises, measured", "",
+             f"Measured {env.get('timestamp', '?')} on {env.get('cpu', '?')} ({env.get('cores', '?')} cores); "
+             f"images/s at {cell} (median ±95% CI, ~ = did not reach ±2%); test accuracy on "
+             f"{settings.get('accuracy_limit') or 10000} test images after the same training. "
+             f"{settings.get('timing_policy', '')}.", ""]
+    for exercise in published["exercises"]:
+        lines += [f"## {exercise['title']}", ""]
+        table = []
+        for run_dir in exercise["run_dirs"]:
+            mine = [r for r in ok if r["run_dir"] == run_dir]
+            info = next((m for m in results["settings"]["models"] if m["run_dir"] == run_dir), {})
+            history = published["histories"].get(run_dir) or [{}]
+            row = {"model": info.get("model"), "size": info.get("input_size"),
+                   "width ÷": f"{info.get('width_ratio', 1):g}", "params": f"{info.get('params', 0):,}",
+                   "GFLOPs/image": f"{info.get('gflops_per_image', 0):.3f}",
+                   "test accuracy %": _pct(history[-1].get("test_accuracy"))}
+            for backend in backends:
+                found = next((r for r in mine if r["backend"] == backend), None)
+                row[f"{backend} images/s"] = images_per_s_cell(found) if found else "-"
+            table.append(row)
+        lines += [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
+    lines += ["![test accuracy per epoch](baselines.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""The result row model: schema, modes, statuses, row keys, speedups, accuracy deltas, JSON I/O.
+
+A results document is ``{"schema", "environment", "settings", "rows"}``; every row is a plain dict
+with the keys of :data:`ROW_KEYS` (``None`` where a value does not apply). Rows keep their raw
+per-round throughputs (``round_images_per_s``), so every median, confidence interval and paired
+speedup can be rebuilt from the JSON alone (``vggbench compare --from``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from vggbench.artifacts.io import write_json_atomic
+from vggbench.errors import EXIT_MEASUREMENT_FAILED, EXIT_OK, VggbenchError
+from vggbench.runtimes.backends import BASELINE_BACKEND, MXNET_REFERENCE_BACKENDS
+
+SCHEMA = "vggbench.results/2"
+READABLE_SCHEMAS = ("vggbench.results/1", SCHEMA)
+MAX_RESULTS_BYTES = 256 << 20  # a results file larger than this is not one we wrote
+
+MODE_END_TO_END = "end-to-end (host numpy in/out)"
+MODE_COMPUTE_ONLY = "compute-only (input pre-staged on device)"
+MODES = {"end-to-end": MODE_END_TO_END, "compute-only": MODE_COMPUTE_ONLY}
+MODE_SHORT = {MODE_END_TO_END: "e2e", MODE_COMPUTE_ONLY: "compute"}
+
+STATUS_OK = "ok"
+STATUS_UNAVAILABLE = "unavailable"
+STATUS_ERROR = "error"
+
+ROW_KEYS = (
+    "model", "input_size", "width_ratio", "backend", "device", "precision", "batch_size", "mode", "status",
+    "images_per_s", "images_per_s_ci_low", "images_per_s_ci_high", "images_per_s_ci_half_width_pct",
+    "images_per_s_cv_pct", "ci_confidence", "rounds", "calls", "noisy", "noisy_reason", "stop_reason",
+    "rounds_s", "round_images_per_s",
+    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_min_ms",
+    "warmup",
+    "gflops_per_image", "gflops_per_s", "peak_gflops_per_s", "pct_of_peak", "peak_kernel",
+    "top1_accuracy", "accuracy_images", "accuracy_delta_vs_mxnet_points", "accuracy_reference",
+    "speedup_vs_mxnet_hybrid", "speedup_ci_low", "speedup_ci_high", "speedup_pairs", "speedup_clear",
+    "variant_flagged", "variant_accuracy_drop_points",
+    "threads", "load_avg_before", "load_avg_after", "busy_warning", "context", "runtime", "run_dir")
+
+
+def status_kind(row: Dict[str, Any]) -> str:
+    """``ok``, ``unavailable`` or ``error`` (the word before the colon of ``row["status"]``)."""
+    return str(row.get("status", "")).split(":", 1)[0]
+
+
+def new_row(info: Dict[str, Any], backend: str, device: str, precision: str, status: str,
+            batch_size: Optional[int] = None, mode: Optional[str] = None) -> Dict[str, Any]:
+    """A row with every key of :data:`ROW_KEYS`, the run's model facts filled in.
+
+    Parameters:
+        info: the run dir's facts (``bench.run_info``): model, input_size, width_ratio,
+            gflops_per_image, run_dir, variant_gates.
+        backend, device, precision: what the row measured.
+        status: ``ok``, ``unavailable: <reason>`` or ``error: <message>``.
+        batch_size, mode: the timed cell (None for rows about a whole backend/precision).
+    """
+    row: Dict[str, Any] = {key: None for key in ROW_KEYS}
+    row.update({"model": info["model"], "input_size": info["input_size"], "width_ratio": info["width_ratio"],
+                "backend": backend, "device": device, "precision": precision, "batch_size": batch_size,
+                "mode": mode, "status": status, "gflops_per_image": info.get("gflops_per_image"),
+                "run_dir": info["run_dir"]})
+    gate = info.get("variant_gates", {}).get(precision)
+    if gate:
+        row["variant_flagged"] = gate["flagged"]
+        row["variant_accuracy_drop_points"] = gate["accuracy_drop_points"]
+    return row
+
+
+def add_accuracy_deltas(rows: List[Dict[str, Any]], run_infos: Dict[str, Dict[str, Any]],
+                        full_test_set: bool) -> None:
+    """Fill ``accuracy_delta_vs_mxnet_points`` against MXNet fp32 on the same images (this sweep),
+    or the manifest's MXNet test accuracy when no MXNet backend ran and the full test set was used.
+
+    Parameters:
+        rows: the sweep's rows (changed in place).
+        run_infos: run dir -> its facts (``manifest_test_accuracy``, ``manifest_test_images``).
+        full_test_set: whether the accuracy pass used all 10,000 test images.
+    """
+    for run_dir, info in run_infos.items():
+        own = [r for r in rows if r["run_dir"] == run_dir]
+        reference, label = None, None
+        for backend in MXNET_REFERENCE_BACKENDS:
+            found = [r["top1_accuracy"] for r in own if r["backend"] == backend and r["precision"] == "fp32"
+                     and r["top1_accuracy"] is not None]
+            if found:
+                reference, label = found[0], f"{backend} fp32, same images"
+                break
+        if reference is None and full_test_set and info.get("manifest_test_accuracy") is not None \
+                and (info.get("manifest_test_images") or 0) >= 10000:
+            reference, label = info["manifest_test_accuracy"], "manifest test_accuracy (MXNet, full test set)"
+        for row in own:
+            if reference is not None and row["top1_accuracy"] is not None:
+                row["accuracy_delta_vs_mxnet_points"] = 100.0 * (row["top1_accuracy"] - reference)
+                row["accuracy_reference"] = label
+
+
+def _cell_key(row: Dict[str, Any]) -> tuple:
+    return (row.get("run_dir"), row["model"], row["input_size"], row["width_ratio"], row["batch_size"], row["mode"])
+
+
+def add_speedups(rows: List[Dict[str, Any]], baseline: str = BASELINE_BACKEND, seed: int = 0) -> None:
+    """``speedup_vs_mxnet_hybrid`` with its 95% CI, over the baseline fp32 row of the same run dir,
+    batch size and mode.
+
+    When both rows carry interleaved rounds (round i of each timed in the same cycle, A B A B ...),
+    the speedup is the median of the per-round ratios and its CI a bootstrap over those pairs
+    (:func:`vggbench.bench.stats.summarize_speedup`), so machine drift lands on both sides; otherwise
+    (rows from older files) it is the ratio of the medians, without CI.
+    ``speedup_clear`` is False when the CI includes 1.00 ("no clear difference").
+
+    Parameters:
+        rows: rows to fill in place.
+        baseline: the backend every speedup is relative to.
+        seed: seed of the bootstrap resampling.
+    """
+    from vggbench.bench import stats
+
+    base = {_cell_key(r): r for r in rows
+            if r["backend"] == baseline and r["precision"] == "fp32" and r["status"] == STATUS_OK}
+    for row in rows:
+        reference = base.get(_cell_key(row))
+        if row["status"] != STATUS_OK or not reference or not reference.get("images_per_s"):
+            continue
+        mine, theirs = row.get("round_images_per_s") or [], reference.get("round_images_per_s") or []
+        if row is reference:
+            row.update(speedup_vs_mxnet_hybrid=1.0, speedup_ci_low=None, speedup_ci_high=None, speedup_pairs=None,
+                       speedup_clear=None)
+        elif mine and theirs:
+            fields = stats.summarize_speedup(mine, theirs, rng=np.random.default_rng(seed))
+            row.update(speedup_vs_mxnet_hybrid=fields.pop("speedup"), **fields)
+        else:
+            row.update(speedup_vs_mxnet_hybrid=row["images_per_s"] / reference["images_per_s"],
+                       speedup_ci_low=None, speedup_ci_high=None, speedup_pairs=None, speedup_clear=None)
+
+
+def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
+    """The CLI's exit code for a finished sweep: 3 when any row failed while measuring, else 0.
+
+    Unavailable rows of a default sweep are not failures (a backend this machine lacks); an
+    explicitly requested unavailable backend is refused before measuring (exit 1).
+    """
+    return EXIT_MEASUREMENT_FAILED if any(status_kind(r) == STATUS_ERROR for r in rows) else EXIT_OK
+
+
+def summary_line(rows: Sequence[Dict[str, Any]]) -> str:
+    """``N row(s) ok, best X img/s; error, unavailable row(s)`` for a progress line."""
+    ok = [r for r in rows if r["status"] == STATUS_OK]
+    other = sorted({status_kind(r) for r in rows if r["status"] != STATUS_OK})
+    best = max((r["images_per_s"] for r in ok), default=None)
+    noisy = sum(1 for r in ok if r.get("noisy"))
+    text = f"{len(ok)} row(s) ok" + (f", best {best:.1f} img/s" if best else "")
+    text += f", {noisy} noisy" if noisy else ""
+    return text + (f"; {', '.join(other)} row(s)" if other else "")
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_results(path, results: Dict[str, Any]) -> None:
+    """Write the results document atomically (``{"schema", "environment", "settings", "rows"}``).
+
+    Parameters:
+        path: the JSON file to write (its folder must exist).
+        results: the document from ``bench.sweep`` or :func:`load_results`.
+    """
+    rows = [{key: _finite_or_none(value) for key, value in row.items()} for row in results["rows"]]
+    write_json_atomic(path, dict(results, rows=rows))
+
+
+def _read_results_file(path) -> Dict[str, Any]:
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_RESULTS_BYTES:
+            raise VggbenchError(f"{path}: {size} bytes is too large for a vggbench results file "
+                                f"(limit {MAX_RESULTS_BYTES >> 20} MiB)")
+        with open(path) as handle:
+            doc = json.load(handle)
+    except OSError as err:
+        raise VggbenchError(f"{path}: cannot read results file ({err.strerror})") from None
+    except ValueError as err:
+        raise VggbenchError(f"{path}: not valid JSON ({err}); write it with `vggbench bench --json`") from None
+    if not isinstance(doc, dict) or doc.get("schema") not in READABLE_SCHEMAS or not isinstance(doc.get("rows"), list):
+        raise VggbenchError(f"{path}: not a vggbench results file (schema {SCHEMA!r} expected, "
+                            f"got {doc.get('schema') if isinstance(doc, dict) else type(doc).__name__!r})")
+    for index, row in enumerate(doc["rows"]):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("model", "backend", "status")):
+            raise VggbenchError(f"{path}: row {index} is not a result row (needs model, backend and status)")
+    return doc
+
+
+def load_results(paths: Sequence) -> Dict[str, Any]:
+    """Read saved results files (``compare --from``) into one results document.
+
+    Parameters:
+        paths: results JSON files written by ``vggbench bench/compare --json``.
+    """
+    if not paths:
+        raise VggbenchError("--from needs at least one results JSON file (written by `vggbench bench --json`)")
+    rows, environments, settings = [], [], []
+    for path in paths:
+        doc = _read_results_file(path)
+        file_rows = [dict({key: None for key in ROW_KEYS}, **row, source=str(path)) for row in doc["rows"]]
+        if all(row.get("speedup_vs_mxnet_hybrid") is None for row in file_rows):
+            add_speedups(file_rows)
+        rows += file_rows
+        environments.append(doc.get("environment", {}))
+        settings.append(doc.get("settings", {}))
+    merged_settings = dict(settings[0]) if len(settings) == 1 else {"from_settings": settings}
+    merged_settings["from"] = [str(p) for p in paths]
+    return {"schema": SCHEMA, "environment": environments[0], "environments": environments,
+            "settings": merged_settings, "rows": rows}
+
+
+def filter_rows(rows: Sequence[Dict[str, Any]], models=None, sizes=None, backends=None) -> List[Dict[str, Any]]:
+    """The rows whose model, input size and backend are among the given ones (None = any)."""
+    return [r for r in rows if (not models or r["model"] in models) and (not sizes or r["input_size"] in sizes)
+            and (not backends or r["backend"] in backends)]

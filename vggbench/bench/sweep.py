@@ -1,0 +1,678 @@
+"""Planning and running a sweep: run dirs x backends x precisions x batch sizes x modes.
+
+What is timed (every row says which):
+
+- ``end-to-end (host numpy in/out)``: ``runtime.run(batch)`` -- host float32 NCHW in, host logits
+  out, the runtime synced (MXNet ``asnumpy``/``wait_to_read``) before the clock stops.
+- ``compute-only (input pre-staged on device)``: ``runtime.stage(batch)`` once, then
+  ``runtime.run_staged()`` -- the input already on the device, the output left there, synced.
+
+How (:mod:`vggbench.bench.timing` for one round, :mod:`vggbench.bench.stats` for the statistics): every
+backend gets one long-lived worker process (:mod:`vggbench.bench.worker`) that loads its models once.
+For each (batch size, mode) cell, each row gets ``warmup`` untimed calls, which also size its
+rounds to about ``round_s`` seconds; then the rows of the cell take turns, one round each
+(A B C A B C ...), so drift in machine speed lands on every backend alike. A cell keeps adding
+rounds until every row's 95% confidence interval of the median images/s (bootstrap over rounds)
+is narrower than ``target_ci_pct`` (after a minimum number of rounds), or each row has spent
+its time budget on its own rounds (:class:`vggbench.bench.stats.Convergence`, defaults per device kind in
+:data:`vggbench.bench.stats.CPU_ROUNDS` / :data:`~vggbench.bench.stats.GPU_ROUNDS`); rows that did not converge
+are marked ``noisy``. ``rounds`` fixes the count instead. All rows of a cell run the same number of
+rounds, so each speedup is computed from paired rounds (:func:`vggbench.bench.results.add_speedups`).
+
+Threads: every backend gets the same CPU thread count (:func:`vggbench.platform.mxnet.resolve_threads`:
+``--threads``, else ``$OMP_NUM_THREADS``, else the physical cores) -- OMP_NUM_THREADS
+in the worker's environment before mxnet is imported, ``intra_op_num_threads`` for ONNX Runtime.
+
+Before a single timing starts, every artifact the sweep will load is verified (sha256 against the
+manifest, ONNX input shape against the manifest): a tampered or missing file is a
+:class:`VggbenchError` (exit 1), never an error row.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from vggbench.artifacts.layout import ONNX_VARIANT_FILES
+from vggbench.artifacts.manifest import read_manifest, verify_file
+from vggbench.bench import results as R
+from vggbench.bench.timing import CPU_PEAK_SIZES, GPU_PEAK_SIZES, PEAK_DTYPES, latency_summary
+from vggbench.bench.worker import DEFAULT_TIMEOUT_S, Worker, WorkerDied
+from vggbench.errors import VggbenchError, summarize_error
+from vggbench.messages import say
+from vggbench.platform import cpu, load
+from vggbench.platform.mxnet import resolve_threads
+from vggbench.runtimes.backends import BACKENDS, PRECISIONS, unsupported_reason
+
+DEFAULT_BACKENDS = tuple(BACKENDS)
+DEFAULT_BATCH_SIZES = (1, 16, 64)
+DEFAULT_MODES = ("end-to-end", "compute-only")
+DEFAULT_WARMUP = 2
+ACCURACY_BATCH_SIZE = 64
+# Pause between two rounds, so a runtime's spinning pool threads (ONNX Runtime, OpenMP) go idle
+# before the next backend's round starts.
+ROUND_SETTLE_S = 0.005
+
+Log = Callable[[str], None]
+
+
+def check_policy(warmup: int = DEFAULT_WARMUP, rounds: Optional[int] = None, iters: Optional[int] = None,
+                 target_ci_pct: Optional[float] = None, max_seconds: Optional[float] = None,
+                 round_s: Optional[float] = None) -> Dict[str, Any]:
+    """Validate the round policy; returns it as a dict (with a ``description`` in words).
+
+    Defaults per device kind are :data:`vggbench.bench.stats.CPU_ROUNDS` / :data:`~vggbench.bench.stats.GPU_ROUNDS`.
+
+    Parameters:
+        warmup: untimed calls per row before its first round; they size the rounds, so 0 needs ``iters``.
+        rounds: a fixed number of rounds per row (no convergence), or None.
+        iters: a fixed number of calls per round, or None (sized to ``round_s``).
+        target_ci_pct: stop when every row's 95% CI half-width is under this % of its median.
+        max_seconds: per-row budget of its own round time (None = the device kind's default).
+        round_s: round length in seconds (None = the device kind's default).
+    """
+    from vggbench.bench.stats import CPU_ROUNDS, GPU_ROUNDS
+
+    if warmup < 0:
+        raise VggbenchError(f"--warmup must be >= 0, got {warmup}")
+    if warmup == 0 and not iters:
+        raise VggbenchError("--warmup 0 needs --iters N: the warm-up calls size the rounds")
+    for name, value in (("--rounds", rounds), ("--iters", iters)):
+        if value is not None and value < 1:
+            raise VggbenchError(f"{name} must be >= 1, got {value}")
+    for name, value in (("--target-ci", target_ci_pct), ("--max-seconds", max_seconds),
+                        ("--round-seconds", round_s)):
+        if value is not None and not (value > 0 and np.isfinite(value)):
+            raise VggbenchError(f"{name} must be a positive number, got {value}")
+    if iters:
+        calls = f"{iters} call(s)"
+    else:
+        calls = (f"calls filling >= {round_s or CPU_ROUNDS.round_min_s:g} s (GPU: >= "
+                 f"{round_s or GPU_ROUNDS.round_min_s:g} s and {GPU_ROUNDS.round_min_calls} calls)")
+    target = target_ci_pct or CPU_ROUNDS.target_ci_pct
+    if rounds:
+        stop = f"exactly {rounds} round(s) per row"
+    else:
+        stop = (f"rounds until every row's 95% CI of the median is within +-{target:g}% (at least "
+                f"{CPU_ROUNDS.min_rounds} rounds; at most {max_seconds or CPU_ROUNDS.max_seconds:g} s of a row's own "
+                f"rounds (GPU {max_seconds or GPU_ROUNDS.max_seconds:g} s), else it is marked noisy)")
+    return {"warmup": warmup, "rounds": rounds, "iters": iters, "target_ci_pct": target_ci_pct,
+            "max_seconds": max_seconds, "round_s": round_s,
+            "description": f"{warmup} warm-up call(s) per row, then interleaved rounds of {calls}, one round per "
+                           f"backend in turn; {stop}"}
+
+
+def check_backends(backends: Iterable[str]) -> List[str]:
+    """The backends, de-duplicated, each a known name (else a one-line error)."""
+    backends = list(backends)
+    for name in backends:
+        if name not in BACKENDS:
+            raise VggbenchError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
+    return list(dict.fromkeys(backends))
+
+
+def present_precisions(manifest: Dict[str, Any]) -> List[str]:
+    """Precisions whose ONNX file the run dir holds (fp32 and tf32 run the plain export)."""
+    files = manifest.get("files", {})
+    return [p for p, (variant, _) in PRECISIONS.items() if ONNX_VARIANT_FILES[variant] in files]
+
+
+def precisions_for(backend: str, manifest: Dict[str, Any], requested: Optional[Sequence[str]] = None,
+                   run_dir: str = "") -> List[str]:
+    """Precisions to run on ``backend``: the requested ones, or by default the backend's default
+    precisions that the run dir holds (int8/opt on ort-cpu, fp16 on ort-cuda/ort-trt).
+
+    Parameters:
+        backend: a key of :data:`vggbench.runtimes.backends.BACKENDS`.
+        manifest: the run dir's manifest.
+        requested: ``--precisions`` (None = default).
+        run_dir: for messages.
+    """
+    present = present_precisions(manifest)
+    if requested is None:
+        return [p for p in BACKENDS[backend].default_precisions if p in present]
+    for precision in requested:
+        if precision not in PRECISIONS:
+            raise VggbenchError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if precision not in present:
+            raise VggbenchError(f"{run_dir}: no {ONNX_VARIANT_FILES[PRECISIONS[precision][0]]} in the manifest; "
+                                f"make it with `vggbench optimize {run_dir}` first, or drop {precision} "
+                                f"from --precisions")
+    return list(dict.fromkeys(requested))
+
+
+def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """The model facts every row of this run dir carries, FLOPs per image from the manifest.
+
+    Parameters:
+        run_dir: the run dir.
+        manifest: its manifest.
+    """
+    from vggbench.models import model_stats_from_manifest
+
+    stats = model_stats_from_manifest(manifest)
+    return {"run_dir": str(run_dir), "model": manifest["model"], "config": manifest.get("config"),
+            "input_size": manifest["input_size"], "width_ratio": manifest.get("width_ratio", 1.0),
+            "in_channels": manifest.get("in_channels", 1), "params": stats["params"],
+            "gflops_per_image": stats["flops_per_image"] / 1e9,
+            "trained": manifest.get("trained", True),
+            "manifest_test_accuracy": manifest.get("test_accuracy"),
+            "manifest_test_images": manifest.get("test_images"),
+            "variant_gates": {precision: {"flagged": bool(entry.get("flagged")),
+                                          "accuracy_drop_points": entry.get("accuracy_drop_points")}
+                              for precision, entry in manifest.get("variants", {}).items()}}
+
+
+def training_row(run_dir, manifest: Dict[str, Any], info: Dict[str, Any],
+                 rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The run's training speed from its ``history.json``, next to the inference rows (None when
+    the run has no training history, e.g. an exported untrained model).
+
+    Training images/s is the last epoch's (images / epoch time, data loading included); training
+    does about 3x the forward FLOPs (forward, backward for activations, backward for weights), so
+    ``train_gflops_per_s = 3 x gflops_per_image x images_per_s``; ``pct_of_peak`` divides it by the
+    mxnet-hybrid fp32 GEMM peak measured in this sweep when training ran on the CPU with the same
+    thread count (else None).
+
+    Parameters:
+        run_dir, manifest: the run.
+        info: :func:`run_info` of it.
+        rows: this sweep's rows (for the peak).
+    """
+    import json
+
+    from vggbench.artifacts.layout import HISTORY_FILE
+    from vggbench.artifacts.manifest import verify_file
+
+    if HISTORY_FILE not in manifest.get("files", {}):
+        return None
+    epochs = json.loads(verify_file(run_dir, manifest, HISTORY_FILE).read_text()).get("epochs") or []
+    if not epochs or not epochs[-1].get("images_per_s"):
+        return None
+    last = epochs[-1]
+    threads = (manifest.get("threads") or {}).get("mxnet")
+    devices = ",".join((manifest.get("device") or {}).get("contexts") or ["cpu(0)"])
+    gflops = 3 * info["gflops_per_image"] * last["images_per_s"]
+    peak = next((r["peak_gflops_per_s"] for r in rows if r["run_dir"] == info["run_dir"]
+                 and r["backend"] == "mxnet-hybrid" and r.get("peak_gflops_per_s") and r.get("threads") == threads),
+                None)
+    on_cpu = "gpu" not in str(devices)
+    return {"run_dir": info["run_dir"], "model": info["model"], "input_size": info["input_size"],
+            "width_ratio": info["width_ratio"], "epoch": last.get("epoch"), "train_images_per_s": last["images_per_s"],
+            "train_gflops_per_s": gflops, "pct_of_peak": 100 * gflops / peak if peak and on_cpu else None,
+            "threads": threads, "devices": devices, "batch_size": (manifest.get("recipe") or {}).get("batch_size")}
+
+
+def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]) -> None:
+    """Check every file the planned rows will load before anything is timed.
+
+    sha256 of each file against the manifest, and each ONNX file's input shape against the
+    manifest's input size and channels. Raises :class:`VggbenchError` naming the file.
+
+    Parameters:
+        run_dir: the run dir.
+        manifest: its manifest.
+        plan: backend -> precisions that will run.
+    """
+    import onnx
+
+    from vggbench.artifacts.layout import MXNET_FILES
+
+    names = set()
+    for backend, precisions in plan.items():
+        if BACKENDS[backend].family == "mxnet":
+            names.update(MXNET_FILES)
+        else:
+            names.update(ONNX_VARIANT_FILES[PRECISIONS[p][0]] for p in precisions if p in PRECISIONS)
+    expected = [manifest.get("in_channels", 1), manifest["input_size"], manifest["input_size"]]
+    for name in sorted(names):
+        path = verify_file(run_dir, manifest, name)
+        if not name.endswith(".onnx"):
+            continue
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as err:  # noqa: BLE001 - a corrupt file is the user's to fix
+            raise VggbenchError(f"{path}: not a readable ONNX model ({summarize_error(err)}); "
+                                f"re-export the run dir") from None
+        if not model.graph.input:
+            raise VggbenchError(f"{path}: the ONNX graph has no input; re-export the run dir")
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in model.graph.input[0].type.tensor_type.shape.dim]
+        if len(dims) != 4 or dims[1:] != expected:
+            raise VggbenchError(f"{path}: input shape {dims} does not match the manifest's "
+                                f"[batch, {expected[0]}, {expected[1]}, {expected[2]}]; re-export the run dir")
+
+
+def prepare_accuracy_data(input_size: int, limit: Optional[int], out_dir: Path,
+                          data_dir: Optional[str] = None, chunk: int = 500) -> Dict[str, Any]:
+    """Preprocess the real test set (or a fixed random ``limit`` subset) once, into ``.npy`` files.
+
+    Same preprocessing as training and evaluation (:func:`vggbench.data.iter_batches`); workers
+    memory-map the result, so every backend classifies exactly the same float32 images and the
+    images are held once, not once per backend.
+
+    Parameters:
+        input_size: side of the resized images.
+        limit: None = all 10,000 test images, N = a fixed random subset.
+        out_dir: where the ``.npy`` files go (the sweep's temporary folder).
+        data_dir: Fashion-MNIST folder (None = the default resolution).
+        chunk: images preprocessed at a time.
+    """
+    from vggbench import data
+
+    images, labels = data.load_fashion_mnist(data_dir, train=False)
+    total = len(labels)
+    images, labels = data.subset(images, labels, limit, seed=0)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_path, y_path = out_dir / f"test-x-{input_size}.npy", out_dir / f"test-y-{input_size}.npy"
+    x = np.lib.format.open_memmap(x_path, mode="w+", dtype=np.float32,
+                                  shape=(len(labels), 1, input_size, input_size))
+    start = 0
+    for batch_x, _ in data.iter_batches(images, labels, input_size, chunk):
+        x[start:start + len(batch_x)] = batch_x
+        start += len(batch_x)
+    x.flush()
+    del x
+    np.save(y_path, labels.astype(np.int32))
+    return {"x": str(x_path), "y": str(y_path), "images": int(len(labels)),
+            "full_test_set": len(labels) == total}
+
+
+def probe_backends(backends: Sequence[str], work_dir: Path, gpu: int = 0,
+                   command: Optional[Sequence[str]] = None, timeout_s: float = 300) -> Dict[str, Optional[str]]:
+    """Ask a worker why each backend cannot run here (None = it can).
+
+    Parameters:
+        backends: names to probe.
+        work_dir: where the worker's stderr goes.
+        gpu: GPU index for GPU backends.
+        command: worker command line (tests).
+        timeout_s: limit for the probe.
+    """
+    with Worker("probe", Path(work_dir) / "probe.stderr", command=command, timeout_s=timeout_s) as worker:
+        try:
+            reply = worker.call("probe", backends=list(backends), gpu=gpu)
+        except WorkerDied as err:
+            raise VggbenchError(f"could not check the requested backends ({err})") from None
+    if not reply.get("ok"):
+        raise VggbenchError(f"could not check the requested backends ({reply.get('message')})")
+    return reply["reasons"]
+
+
+class _Row:
+    """One (backend, precision, batch, mode) being measured: its worker and its rounds."""
+
+    def __init__(self, worker: Worker, backend: str, precision: str, row: Dict[str, Any]):
+        self.worker, self.backend, self.precision, self.row = worker, backend, precision, row
+        self.calls = 0
+        self.control: Any = None  # its stats.Convergence once prepared
+        self.latencies_ms: List[float] = []
+
+
+def _fail_worker_rows(rows: Sequence[_Row], worker: Worker, message: str, finished: List[Dict[str, Any]]) -> None:
+    for item in rows:
+        if item.worker is worker and R.status_kind(item.row) == R.STATUS_OK:
+            item.row["status"] = f"error: {message}"
+            finished.append(item.row)
+
+
+class _CellContext:
+    """What the machine was doing while one cell was timed: load average, CPU time of other
+    processes and the hypervisor (steal), clock, throttling; and a warning line when it was busy."""
+
+    def __init__(self, workers: Sequence[Worker]):
+        self._pids = sorted({w.pid for w in workers})
+        self.load_before = load.load_average()
+        self.throttle_before = load.throttling_hints()
+        self.cpu_before = load.cpu_times()
+        self.own_before = self._own_cpu_s()
+
+    def _own_cpu_s(self) -> float:
+        return sum(load.process_cpu_s(pid) or 0.0 for pid in self._pids) + sum(os.times()[:2])
+
+    def finish(self) -> Dict[str, Any]:
+        """The row fields: ``load_avg_before/after`` (1-min), ``context`` (details) and ``busy_warning``."""
+        after = load.cpu_times()
+        usage = (load.cpu_usage_between(self.cpu_before, after, self._own_cpu_s() - self.own_before)
+                 if self.cpu_before and after else None)
+        load_after = load.load_average()
+        warning = load.machine_busy(None, cpu.physical_cores(), usage=usage) or load.throttled_between(
+            self.throttle_before, load.throttling_hints())
+        frequency = cpu.cpu_frequencies_mhz()
+        return {"load_avg_before": (self.load_before or {}).get("load_1min"),
+                "load_avg_after": (load_after or {}).get("load_1min"), "busy_warning": warning,
+                "context": {"load_before": self.load_before, "load_after": load_after, "cpu_usage": usage,
+                            "cpu_mhz_mean": frequency.get("current_mhz_mean"), "cpu_mhz_source": frequency.get("source")}}
+
+
+def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size: int, policy: Dict[str, Any],
+                  device_kind: str) -> None:
+    """Prepare each row of one (batch, mode) cell, then interleave rounds until every row is done.
+
+    Every row keeps taking rounds until the whole cell is done, so all rows have the same number
+    of rounds and round i of each was timed in the same cycle (the pairs of a speedup).
+    """
+    from vggbench.bench import stats
+
+    defaults = stats.round_policy(device_kind)
+    round_s = policy["round_s"] or defaults.round_min_s
+    where = f"batch {batch_size} {R.MODE_SHORT[R.MODES[mode]]}"
+    active = []
+    for item in cell_rows:
+        try:
+            reply = item.worker.call("prepare", precision=item.precision, batch_size=batch_size, mode=mode,
+                                     input_size=input_size, warmup=policy["warmup"], round_s=round_s,
+                                     calls=policy["iters"], min_calls=defaults.round_min_calls)
+        except WorkerDied as err:
+            item.row["status"] = f"error: {err} during {where}"
+            continue
+        if not reply["ok"]:
+            item.row["status"] = f"error: {reply['message']} during {where}"
+            continue
+        item.calls = reply["calls_per_round"]
+        item.control = stats.Convergence.from_policy(defaults, rounds=policy["rounds"],
+                                                     target_ci_pct=policy["target_ci_pct"],
+                                                     max_seconds=policy["max_seconds"])
+        active.append(item)
+    context = _CellContext([item.worker for item in active])
+    while active and not all(item.control.done for item in active):
+        for item in list(active):
+            try:
+                reply = item.worker.call("round", precision=item.precision, batch_size=batch_size, mode=mode,
+                                         calls=item.calls)
+                if not reply["ok"]:
+                    raise WorkerDied(reply["message"])
+            except WorkerDied as err:
+                item.row["status"] = f"error: {err} during {where}"
+                active.remove(item)
+                continue
+            item.control.add(batch_size * item.calls / reply["wall_s"], round_s=reply["wall_s"], calls=item.calls)
+            item.latencies_ms += reply["latencies_ms"]
+            time.sleep(ROUND_SETTLE_S)
+    fields = context.finish()
+    for item in active:
+        item.row.update(item.control.summary(), round_images_per_s=list(item.control.samples),
+                        warmup=policy["warmup"], **fields, **latency_summary(item.latencies_ms))
+
+
+def worker_groups(backend: str, precisions: Sequence[str]) -> List[Tuple[str, List[str], Dict[str, str]]]:
+    """How one backend's precisions are split over worker processes: ``(label, precisions, env)``.
+
+    A CPU backend gets one process. A GPU backend runs fp32/fp16 with ``NVIDIA_TF32_OVERRIDE=0``
+    (so fp32 means IEEE fp32 in cuBLAS/cuDNN/TensorRT) and tf32 in a process of its own, since the
+    variable is read once per process (:func:`vggbench.runtimes.providers.tf32_environment`).
+
+    Parameters:
+        backend: a key of :data:`vggbench.runtimes.backends.BACKENDS`.
+        precisions: the precisions to run on it.
+    """
+    if BACKENDS[backend].device_kind == "cpu":
+        return [(backend, list(precisions), {})]
+    from vggbench.runtimes.providers import tf32_environment
+
+    groups = []
+    for label, members in ((backend, [p for p in precisions if p != "tf32"]),
+                           (f"{backend}/tf32", [p for p in precisions if p == "tf32"])):
+        if members:
+            groups.append((label, members, tf32_environment(members[0])))
+    return groups
+
+
+class _Group:
+    """One worker process of a run dir's sweep: its backend, label and loaded precisions."""
+
+    def __init__(self, label: str, backend: str, worker: Worker):
+        self.label, self.backend, self.worker = label, backend, worker
+        self.loaded: Dict[str, Dict[str, Any]] = {}  # precision -> runtime info
+        self.peaks: Dict[str, Dict[str, Any]] = {}  # dtype -> peak fields
+
+
+def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
+                  settings: Dict[str, Any], work_dir: Path, command, log: Log,
+                  rows: List[Dict[str, Any]], groups: List[_Group]) -> None:
+    """Rows for what cannot run; a loaded worker (appended to ``groups``) for the rest."""
+    gpu = settings["gpu"]
+    for backend, precisions in plan.items():
+        device = "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
+        by_design = {p: unsupported_reason(backend, p) for p in precisions}
+        for precision, reason in by_design.items():
+            if reason or backend in missing:
+                rows.append(R.new_row(info, backend, device, precision, f"unavailable: {reason or missing[backend]}"))
+        runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
+        for label, members, env in (worker_groups(backend, runnable) if runnable else []):
+            log(f"  {label}: loading {', '.join(members)}")
+            group = _Group(label, backend, Worker(label, work_dir / f"{label.replace('/', '-')}.stderr",
+                                                  settings["threads"], command, settings["timeout_s"], env))
+            groups.append(group)
+            try:
+                reply = group.worker.call("load", run_dir=run_dir, backend=backend, gpu=gpu,
+                                          threads=settings["threads"], runtime_options=settings["runtime_options"],
+                                          precisions=members, batch_sizes=settings["session_batch_sizes"])
+                answers = reply["precisions"] if reply["ok"] else {
+                    p: {"status": "error", "message": reply["message"]} for p in members}
+            except WorkerDied as err:
+                answers = {p: {"status": "error", "message": f"{err} during loading"} for p in members}
+            for precision, answer in answers.items():
+                if answer["status"] == "ok":
+                    group.loaded[precision] = answer["runtime"]
+                else:
+                    text = answer.get("reason") or answer.get("message")
+                    rows.append(R.new_row(info, backend, device, precision, f"{answer['status']}: {text}"))
+
+
+def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
+                     settings: Dict[str, Any], policy: Dict[str, Any], accuracy: Optional[Dict[str, Any]],
+                     work_dir: Path, command, log: Log) -> List[Dict[str, Any]]:
+    """Every row of one run dir: start the workers, load, peak, interleaved cells, accuracy."""
+    from tqdm import tqdm
+
+    rows: List[Dict[str, Any]] = []
+    groups: List[_Group] = []
+    try:
+        _start_groups(run_dir, info, plan, missing, settings, work_dir, command, log, rows, groups)
+        _measure_peaks(groups, settings, log)
+        cells = [(b, m) for b in settings["batch_sizes"] for m in settings["modes"]]
+        progress = tqdm(total=len(cells), desc=f"timing {Path(run_dir).name}", unit="cell", leave=False,
+                        disable=None)
+        for batch_size, mode in cells:
+            cell_rows = []
+            for group in groups:
+                device = "cpu" if BACKENDS[group.backend].device_kind == "cpu" else f"gpu:{settings['gpu']}"
+                for precision, runtime_info in group.loaded.items():
+                    row = R.new_row(info, group.backend, device, precision, R.STATUS_OK, batch_size, R.MODES[mode])
+                    row.update(runtime=runtime_info, threads=runtime_info.get("threads"))
+                    peak = group.peaks.get(PEAK_DTYPES[precision])
+                    if peak:
+                        row.update(peak_gflops_per_s=peak["peak_gflops_per_s"], peak_kernel=peak["peak_kernel"])
+                    cell_rows.append(_Row(group.worker, group.backend, precision, row))
+            kinds = {BACKENDS[item.backend].device_kind for item in cell_rows}
+            _measure_cell(cell_rows, batch_size, mode, info["input_size"], policy, "gpu" if "gpu" in kinds else "cpu")
+            warning = next((item.row["busy_warning"] for item in cell_rows if item.row.get("busy_warning")), None)
+            if warning:
+                log(f"  WARNING batch {batch_size} {mode}: {warning}")
+            for item in cell_rows:
+                row = item.row
+                if row["status"] == R.STATUS_OK and row.get("images_per_s") is None:
+                    row["status"] = "error: no round was timed"
+                if row["status"] == R.STATUS_OK and row["gflops_per_image"] is not None:
+                    row["gflops_per_s"] = row["gflops_per_image"] * row["images_per_s"]
+                    if row.get("peak_gflops_per_s"):
+                        row["pct_of_peak"] = 100.0 * row["gflops_per_s"] / row["peak_gflops_per_s"]
+                rows.append(row)
+            progress.update(1)
+        progress.close()
+        if accuracy:
+            _accuracy_pass(rows, groups, accuracy, log)
+    finally:
+        for group in groups:
+            group.worker.close()
+    return rows
+
+
+def _measure_peaks(groups: Sequence[_Group], settings: Dict[str, Any], log: Log) -> None:
+    for group in groups:
+        sizes = settings["peak_sizes"] or (CPU_PEAK_SIZES if BACKENDS[group.backend].device_kind == "cpu"
+                                           else GPU_PEAK_SIZES)
+        for dtype in sorted({PEAK_DTYPES[p] for p in group.loaded}):
+            log(f"  {group.label}: peak GEMM ({dtype}, sizes {', '.join(map(str, sizes))})")
+            try:
+                reply = group.worker.call("peak", dtype=dtype, sizes=list(sizes))
+            except WorkerDied:
+                break  # the cells will report the dead worker
+            if reply["ok"]:
+                group.peaks[dtype] = reply
+
+
+def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accuracy: Dict[str, Any], log: Log) -> None:
+    for group in groups:
+        for precision in group.loaded:
+            mine = [r for r in rows if r["backend"] == group.backend and r["precision"] == precision]
+            if not any(r["status"] == R.STATUS_OK for r in mine):
+                continue
+            log(f"  {group.backend} {precision}: accuracy on {accuracy['images']} test images")
+            try:
+                reply = group.worker.call("accuracy", precision=precision, x=accuracy["x"], y=accuracy["y"],
+                                          batch_size=ACCURACY_BATCH_SIZE)
+                failure = None if reply["ok"] else reply["message"]
+            except WorkerDied as err:
+                reply, failure = {}, str(err)
+            if failure:
+                keep = ("model", "input_size", "width_ratio", "backend", "device", "precision", "run_dir",
+                        "gflops_per_image")
+                rows.append(dict({key: mine[0][key] if key in keep else None for key in R.ROW_KEYS},
+                                 status=f"error: accuracy pass failed: {failure}"))
+                continue
+            for row in mine:
+                if row["status"] == R.STATUS_OK:
+                    row.update(top1_accuracy=reply["top1_accuracy"], accuracy_images=reply["accuracy_images"])
+
+
+def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
+          batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, precisions: Optional[Sequence[str]] = None,
+          modes: Sequence[str] = DEFAULT_MODES, warmup: int = DEFAULT_WARMUP, rounds: Optional[int] = None,
+          iters: Optional[int] = None, target_ci_pct: Optional[float] = None,
+          max_seconds: Optional[float] = None, round_s: Optional[float] = None, threads: Optional[int] = None,
+          accuracy_limit: Optional[int] = None, data_dir: Optional[str] = None,
+          peak_sizes: Optional[Sequence[int]] = None, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, gpu: int = 0,
+          runtime_options: Optional[Dict[str, Any]] = None, log: Log = say,
+          command: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Benchmark every run dir on every backend; return the results document.
+
+    Parameters:
+        run_dirs: run dirs made by ``train-export``.
+        backends: None = the default sweep (every backend, unavailable ones as rows); naming
+            backends makes an unavailable one a :class:`VggbenchError` before anything runs.
+        batch_sizes, precisions, modes: what to time (precisions None = each backend's defaults
+            that the run dir holds).
+        warmup, rounds, iters, target_ci_pct, max_seconds, round_s: the round policy
+            (:func:`check_policy`).
+        threads: CPU threads for every backend (:func:`vggbench.platform.mxnet.resolve_threads`).
+        accuracy_limit: None = the full 10,000 test images, N = a fixed random subset, 0 = skip.
+        data_dir: Fashion-MNIST folder.
+        peak_sizes: GEMM sides for the peak (None = by device kind).
+        timeout_s: per-command limit of a worker (a hung backend becomes an error row).
+        gpu: GPU index for GPU backends.
+        runtime_options: ONNX Runtime options (graph_optimization, cudnn_conv_algo_search, ...).
+        log: progress lines.
+        command: worker command line (tests).
+    """
+    from vggbench.platform.cpu import theoretical_fma_peak_gflops
+    from vggbench.platform.environment import collect_environment
+    from vggbench.platform.load import load_average
+
+    explicit = backends is not None
+    backends = check_backends(backends if explicit else DEFAULT_BACKENDS)
+    if not backends:
+        raise VggbenchError("no backends to run; choose from: " + ", ".join(BACKENDS))
+    policy = check_policy(warmup, rounds, iters, target_ci_pct, max_seconds, round_s)
+    batch_sizes = list(dict.fromkeys(int(b) for b in batch_sizes))
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise VggbenchError(f"batch sizes must be >= 1, got {batch_sizes}")
+    for mode in modes:
+        if mode not in R.MODES:
+            raise VggbenchError(f"unknown mode {mode!r}; choose from {', '.join(R.MODES)}")
+    threads, threads_source = resolve_threads(threads)
+    if accuracy_limit is not None and accuracy_limit < 0:
+        raise VggbenchError(f"--accuracy-limit must be >= 0 (0 skips the accuracy pass), got {accuracy_limit}")
+    if peak_sizes is not None and (not peak_sizes or min(peak_sizes) < 16):
+        raise VggbenchError(f"--peak-sizes must be >= 16, got {list(peak_sizes)}")
+    if not run_dirs:
+        raise VggbenchError("no run dirs to benchmark; make one with `vggbench train-export MODEL --size 96`")
+    manifests = {str(run_dir): read_manifest(run_dir) for run_dir in run_dirs}
+    plan = {run_dir: {b: precisions_for(b, manifest, precisions, run_dir) for b in backends}
+            for run_dir, manifest in manifests.items()}
+    for run_dir, manifest in manifests.items():
+        verify_run_dir(run_dir, manifest, plan[run_dir])
+    infos = {run_dir: run_info(run_dir, manifest) for run_dir, manifest in manifests.items()}
+    settings = {"run_dirs": list(manifests), "backends": backends, "backends_explicit": explicit,
+                "batch_sizes": batch_sizes, "precisions": precisions, "modes": [R.MODES[m] for m in modes],
+                "policy": policy, "timing_policy": policy["description"],
+                "threads": threads, "threads_source": threads_source, "accuracy_limit": accuracy_limit,
+                "accuracy_batch_size": ACCURACY_BATCH_SIZE, "peak_sizes": list(peak_sizes) if peak_sizes else None,
+                "timeout_s": timeout_s, "gpu": gpu, "runtime_options": runtime_options or {},
+                "models": list(infos.values())}
+    environment = collect_environment()
+    environment["load_average_before"] = load_average()
+    environment["theoretical_peak"] = theoretical_fma_peak_gflops(threads)
+    if any(BACKENDS[b].device_kind == "gpu" for b in backends):
+        from vggbench.platform.libraries import gpu_versions
+
+        environment["gpu_versions"] = gpu_versions()  # driver, CUDA, cuDNN, TensorRT, ORT build, GPUs
+    work_dir = Path(tempfile.mkdtemp(prefix="vggbench-bench-"))
+    try:
+        # One probe answers for every explicitly named backend (so an unavailable one fails before
+        # anything is measured) or, in the default sweep, for the GPU backends (so a machine without
+        # a GPU does not start a worker per GPU backend just to hear "unavailable").
+        to_probe = backends if explicit else [b for b in backends if BACKENDS[b].device_kind == "gpu"]
+        try:
+            reasons = probe_backends(to_probe, work_dir, gpu, command) if to_probe else {}
+        except VggbenchError:
+            if explicit:
+                raise
+            to_probe, reasons = [], {}  # each backend's own worker will find out
+        missing = {b: reasons.get(b, "no answer from the probe") for b in to_probe if reasons.get(b, "?")}
+        if explicit and missing:
+            raise VggbenchError("requested backend(s) not available here: " + "; ".join(
+                f"{b}: {why}" for b, why in missing.items()) + " (leave out --backends to see all as rows)")
+        accuracy_sets: Dict[int, Dict[str, Any]] = {}
+        rows: List[Dict[str, Any]] = []
+        for index, (run_dir, info) in enumerate(infos.items(), 1):
+            size = info["input_size"]
+            if accuracy_limit != 0 and size not in accuracy_sets and not settings.get("accuracy_skipped"):
+                log(f"preparing {accuracy_limit or 'all'} test images at {size}x{size} for the accuracy pass")
+                try:
+                    accuracy_sets[size] = prepare_accuracy_data(size, accuracy_limit, work_dir, data_dir)
+                except VggbenchError as err:  # e.g. a GPU mxnet that cannot import here: time without it
+                    if "mxnet" not in str(err):
+                        raise
+                    settings["accuracy_skipped"] = f"the accuracy images could not be prepared: {err}"
+                    log(f"WARNING: accuracy pass skipped: {err}")
+            log(f"[{index}/{len(infos)}] {run_dir}")
+            started = time.perf_counter()
+            # every batch size a session will see: the timed ones, the accuracy pass's and its last one
+            images = (accuracy_sets.get(size) or {}).get("images", 0)
+            session_batch_sizes = sorted(set(batch_sizes) | ({ACCURACY_BATCH_SIZE, images % ACCURACY_BATCH_SIZE or
+                                                              ACCURACY_BATCH_SIZE} if images else set()))
+            new_rows = _measure_run_dir(run_dir, info, plan[run_dir], missing,
+                                        dict(settings, peak_sizes=peak_sizes, modes=list(modes),
+                                             session_batch_sizes=session_batch_sizes), policy,
+                                        accuracy_sets.get(size), work_dir, command, log)
+            rows.extend(new_rows)
+            log(f"      {R.summary_line(new_rows)} ({time.perf_counter() - started:.0f} s)")
+        full = accuracy_limit is None or all(a["full_test_set"] for a in accuracy_sets.values())
+        R.add_accuracy_deltas(rows, infos, full)
+        R.add_speedups(rows)
+        training = [row for row in (training_row(run_dir, manifests[run_dir], infos[run_dir], rows)
+                                    for run_dir in infos) if row]
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    environment["load_average_after"] = load_average()
+    return {"schema": R.SCHEMA, "environment": environment, "settings": settings, "rows": rows,
+            "training": training}

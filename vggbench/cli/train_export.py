@@ -1,0 +1,70 @@
+"""``vggbench train-export``: train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir."""
+
+from __future__ import annotations
+
+from vggbench.cli.flags import (
+    add_command,
+    data_dir_flag,
+    input_size,
+    positive_float,
+    positive_int,
+    seed_type,
+    threads_flag,
+)
+from vggbench.errors import EXIT_OK
+from vggbench.train.distributed.kvstore import KVSTORES
+
+NAME = "train-export"
+
+
+def add(sub) -> None:
+    p = add_command(sub, NAME, run)
+    p.add_argument("model", help="model name, e.g. vgg11, vgg11_bn, vgg16 (see `vggbench models`)")
+    p.add_argument("--size", type=input_size, default=96, help="input size in pixels (default 96; the paper uses 224)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="total epochs (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size (default 64)")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    p.add_argument("--width-ratio", type=positive_float, default=1.0,
+                   help="divide conv channels by this (default 1 = full width; 8 for a quick CPU run)")
+    p.add_argument("--ctx", default="auto", metavar="auto|cpu|gpu|gpu:0,gpu:1",
+                   help="devices to train on (default auto: a GPU if MXNet can use one, else CPU)")
+    p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on a fixed random N images")
+    p.add_argument("--test-limit", type=positive_int, metavar="N", help="evaluate on a fixed random N test images")
+    p.add_argument("--parity-images", type=positive_int, default=256, metavar="N",
+                   help="test images for the MXNet vs ONNX Runtime parity gate (default 256)")
+    data_dir_flag(p)
+    threads_flag(p)
+    p.add_argument("--out", default="runs", help="parent folder of run dirs (default runs)")
+    p.add_argument("--name", help="run dir name (default MODEL-SIZE, or MODEL-wR-SIZE when the width ratio is not 1)")
+    p.add_argument("--seed", type=seed_type, default=0, help="seed for init, shuffling, dropout and subsets (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run dir's last checkpoint")
+    p.add_argument("--force", action="store_true", help="start over even if the run dir holds a run")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (per-epoch lines only)")
+    p.add_argument("--optimize", action="store_true",
+                   help="afterwards, also build the ORT-optimized, INT8 and FP16 variants (vggbench optimize)")
+    p.add_argument("--kvstore", default="device", choices=KVSTORES,
+                   help="MXNet KVStore: device/local on one machine; dist_sync, dist_device_sync or dist_async for "
+                        "several machines, started by `vggbench launch` (default device)")
+    p.add_argument("--dist-timeout", type=positive_float, metavar="S",
+                   help="dist_*: end this worker with one line when a KVStore wait takes S seconds (a peer died); "
+                        "default $VGGBENCH_DIST_TIMEOUT_S, else 300")
+
+
+def run(args) -> int:
+    """Train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir.
+
+    Train MODEL with the lesson's recipe (SGD, Xavier init, softmax cross-entropy), export it to
+    MXNet symbol/params and ONNX, check ONNX Runtime against MXNet, and write OUT/NAME/ with
+    manifest.json. Checkpoints after every epoch; --resume continues.
+    """
+    from vggbench.workflows import train_export_and_optimize
+
+    run_dir = train_export_and_optimize(
+        args.model, optimize=args.optimize, input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit,
+        test_limit=args.test_limit, data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed,
+        resume=args.resume, force=args.force, parity_images=args.parity_images, progress=not args.no_progress,
+        threads=args.threads, kvstore=args.kvstore, dist_timeout_s=args.dist_timeout)
+    if run_dir is not None:  # in a distributed job only rank 0 writes the run dir
+        print(run_dir)
+    return EXIT_OK

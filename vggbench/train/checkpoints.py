@@ -1,0 +1,83 @@
+"""Checkpoints after every epoch, so ``--resume`` continues the same training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from vggbench import artifacts
+from vggbench.errors import VggbenchError
+from vggbench.platform.environment import utc_now
+from vggbench.train.recipe import CHECKPOINT_DIR, CHECKPOINT_INDEX, FLAG_OF, RESUME_MUST_MATCH, Recipe
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, net, trainer, recipe: Recipe, history: List[Dict[str, Any]],
+                    steps: List[Dict[str, float]]) -> Path:
+    """Params + trainer state for the epoch just finished, then ``last.json`` pointing at them.
+
+    ``run_dir``: where ``checkpoints/`` goes; ``net``, ``trainer``: what is saved; ``recipe``,
+    ``history`` (one row per finished epoch), ``steps`` (the curve points): recorded in the index,
+    whose path is returned. Each file is renamed into place when complete and the index is written last, so an
+    interrupted save leaves the previous checkpoint usable; older epochs are then deleted.
+    """
+    epoch = len(history)
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    params_name, states_name = f"epoch-{epoch:04d}.params", f"epoch-{epoch:04d}.states"
+    with artifacts.atomic_path(folder / params_name) as temp:
+        net.save_parameters(str(temp))
+    with artifacts.atomic_path(folder / states_name) as temp:
+        trainer.save_states(str(temp))
+    index = folder / CHECKPOINT_INDEX
+    artifacts.write_json_atomic(index, {"epoch": epoch, "params": params_name, "states": states_name,
+                                        "recipe": recipe.asdict(), "history": history, "steps": steps,
+                                        "saved": utc_now()})
+    for old in folder.glob("epoch-*"):
+        if old.name not in (params_name, states_name):
+            old.unlink()
+    return index
+
+
+def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The last checkpoint's index in ``run_dir``, or None when it has none; a VggbenchError when
+    the index is unreadable or names missing files."""
+    index = Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX
+    if not index.is_file():
+        return None
+    try:
+        checkpoint = json.loads(index.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise VggbenchError(f"{index}: unreadable checkpoint index ({err}); start over with --force") from None
+    missing = [key for key in ("epoch", "params", "states", "recipe", "history") if key not in checkpoint]
+    if missing:
+        raise VggbenchError(f"{index}: checkpoint index lacks {', '.join(missing)}; start over with --force")
+    for key in ("params", "states"):
+        if not (index.parent / checkpoint[key]).is_file():
+            raise VggbenchError(f"{index} names {checkpoint[key]}, which is missing; start over with --force")
+    return checkpoint
+
+
+def check_resumable(checkpoint: Dict[str, Any], recipe: Recipe, index: Path) -> None:
+    """Refuse (VggbenchError) to resume ``checkpoint`` (read from ``index``) with a ``recipe`` that
+    differs from the one it was trained with, or that asks for fewer epochs than it has."""
+    saved = checkpoint["recipe"]
+    for key in RESUME_MUST_MATCH:
+        if saved.get(key) != getattr(recipe, key):
+            flag = FLAG_OF.get(key, key)
+            raise VggbenchError(f"--resume: the checkpoint in {index.parent.parent} was trained with {key} "
+                                f"{saved.get(key)!r}, this run asks for {getattr(recipe, key)!r}; resume with "
+                                f"the same {flag}, or use --name for a new run")
+    if checkpoint["epoch"] > recipe.epochs:
+        raise VggbenchError(f"--resume: the checkpoint already has {checkpoint['epoch']} epochs, more than "
+                            f"--epochs {recipe.epochs}; ask for at least {checkpoint['epoch']}")
+
+
+def load_checkpoint(run_dir: Path, checkpoint: Dict[str, Any], net, trainer, contexts: Sequence) -> None:
+    """Load ``checkpoint``'s (from :func:`read_checkpoint`) weights into ``net`` on the MXNet
+    ``contexts`` and its optimizer state into ``trainer``."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    net.load_parameters(str(folder / checkpoint["params"]), ctx=list(contexts))
+    trainer.load_states(str(folder / checkpoint["states"]))

@@ -1,0 +1,444 @@
+"""``train_export``: validate, train, export into a run dir; the run dir's lifecycle (single process and distributed).
+
+Inputs are validated, the model built and the data loaded *before* the run dir is created, so a
+bad name, bad data or a missing GPU leaves nothing behind. ``manifest.json`` is written last,
+atomically, only when every artifact is complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from vggbench import artifacts, data, models
+from vggbench.errors import VggbenchError
+from vggbench.export import onnx as export
+from vggbench.messages import say
+from vggbench.platform.cpu import cpu_model
+from vggbench.platform.environment import gpus, package_versions, utc_now
+from vggbench.platform.mxnet import import_mxnet, mxnet_threads, mxnet_threads_source, resolve_threads
+from vggbench.train import distributed
+from vggbench.train.checkpoints import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint
+from vggbench.train.curves import plot_history
+from vggbench.train.devices import resolve_contexts
+from vggbench.train.loop import (
+    NonFiniteLogits,
+    build_network,
+    build_trainer,
+    check_finite_weights,
+    evaluate,
+    train_epoch,
+)
+from vggbench.train.recipe import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_INDEX,
+    CURVES_FILE,
+    HISTORY_FILE,
+    PARITY_IMAGES,
+    RUN_FILES,
+    Log,
+    Recipe,
+    epoch_seed,
+)
+
+# --- the run dir -----------------------------------------------------------------------------------
+
+def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -> Optional[Dict[str, Any]]:
+    """Decide, without touching anything, what to do with an existing run dir.
+
+    Returns the checkpoint to resume from (or None for a fresh start). Refuses to overwrite a
+    finished run (has a manifest) or an unfinished one (has a checkpoint) unless ``--force``.
+    """
+    has_manifest = artifacts.manifest_path(run_dir).is_file()
+    index = run_dir / CHECKPOINT_DIR / CHECKPOINT_INDEX
+    if resume:
+        if force:
+            raise VggbenchError("--resume and --force contradict each other: --resume continues the run in "
+                                f"{run_dir}, --force starts it over; pick one")
+        checkpoint = read_checkpoint(run_dir)
+        if checkpoint is None:
+            raise VggbenchError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR}; run without --resume "
+                                f"to start training")
+        check_resumable(checkpoint, recipe, index)
+        return checkpoint
+    if force:
+        return None
+    if has_manifest:
+        raise VggbenchError(f"{run_dir} already holds a finished run (manifest.json); choose another --name, "
+                            f"delete the folder, or add --force to overwrite it")
+    if index.is_file():
+        raise VggbenchError(f"{run_dir} holds an unfinished run (checkpoint in {CHECKPOINT_DIR}/); add --resume "
+                            f"to continue it, or --force to start over")
+    return None
+
+
+def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_size: int = 64,
+                 lr: float = 0.05, width_ratio: float = 1.0, ctx: str = "auto",
+                 train_limit: Optional[int] = None, test_limit: Optional[int] = None,
+                 data_dir: Optional[str] = None, out: str = "runs", name: Optional[str] = None,
+                 seed: int = 0, resume: bool = False, force: bool = False,
+                 optimizer: str = "sgd", init: str = "xavier", loss: str = "softmax_cross_entropy",
+                 threads: Optional[int] = None, parity_images: int = PARITY_IMAGES,
+                 parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
+                 parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
+                 kvstore: str = "device", dist_timeout_s: Optional[float] = None,
+                 progress: bool = True, log: Log = say) -> Optional[Path]:
+    """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path (None on
+    the workers other than rank 0 of a ``dist_*`` job, which write nothing).
+
+    Parameters:
+        model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
+            loss: the :class:`Recipe`.
+        ctx: the devices (:func:`resolve_contexts`).
+        threads: CPU threads for MXNet and ONNX Runtime; None: ``$OMP_NUM_THREADS``, else the
+            physical cores. MXNet takes it only at its first import in the process (the CLI's
+            case); the manifest records what both really used.
+        test_limit: measure test accuracy on a fixed-seed subset of the test split (None: all).
+        data_dir: the Fashion-MNIST files (``data.resolve_data_dir``).
+        out, name: the run dir is ``out/name``; ``name`` defaults to
+            ``artifacts.default_run_name`` (``vgg11-96``, ``vgg11-w8-96`` at width ratio 8).
+        resume: continue from the run dir's last checkpoint.
+        force: start over in a run dir that holds a run.
+        parity_images, parity_max_abs_diff, parity_min_top1_agreement: the MXNet vs ONNX
+            Runtime gate on the first test images.
+        kvstore: how gradients are summed: ``device``/``local`` over ``ctx``'s devices, or a
+            ``dist_*`` type: this process is one worker of a job (``vggbench launch`` or the
+            ``DMLC_*`` variables; the rules are in :mod:`vggbench.train.distributed`).
+        dist_timeout_s: a ``dist_*`` worker's bound on each KVStore wait
+            (``distributed.resolve_timeout_s``).
+        progress: show tqdm bars.
+        log: where the summary lines go.
+
+    Everything a user can get wrong is checked before the run dir is created. ``manifest.json``
+    is written last and only after the parity gate passes, so its presence means every file it
+    lists is complete.
+    """
+    started = utc_now()
+    recipe = Recipe(model=model, input_size=input_size, width_ratio=float(width_ratio), epochs=epochs,
+                    batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit,
+                    optimizer=optimizer, init=init, loss=loss)
+    recipe.check()
+    if test_limit is not None and test_limit < 1:
+        raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
+    if parity_images < 1:
+        raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
+    threads = resolve_threads(threads)[0]
+    import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
+    name = name or artifacts.default_run_name(model, input_size, recipe.width_ratio)
+    run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
+    run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
+    kvstore = distributed.check_kvstore(kvstore)
+    if distributed.is_distributed(kvstore):  # issue 12: this process is one worker of a job
+        return _train_export_distributed(recipe, kvstore, ctx, run_dir, resume, force, data_dir, test_limit,
+                                         parity_images, run_info, dist_timeout_s, progress, log)
+    # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
+    with artifacts.run_dir_lock(run_dir, "train-export") as lock:
+        checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
+        contexts, device_note = resolve_contexts(ctx)
+        log(device_note)
+        train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
+        test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
+        net = build_network(recipe, contexts)
+        trainer = build_trainer(net, recipe, kvstore=kvstore)
+        created = not run_dir.exists()
+        try:
+            if checkpoint is not None:
+                load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
+            history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
+            log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
+                f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, "
+                f"batch {batch_size}, {epochs} epoch(s), seed {seed}")
+            for epoch in range(len(history) + 1, recipe.epochs + 1):
+                row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
+                                                             (train_x, train_y), (test_x, test_y), progress)
+                _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
+                created = False  # from here on the run dir holds a resumable checkpoint: keep it
+        except BaseException:
+            if created and run_dir.exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+        run_info["distributed"] = distributed.distributed_recipe_fields(distributed.DistInfo(kvstore), contexts,
+                                                                         recipe.batch_size)
+        return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+
+
+def _run_info(test_limit: Optional[int], data_dir: Optional[str], started: str, threads: int,
+              parity_max_abs_diff: float, parity_min_top1_agreement: float) -> Dict[str, Any]:
+    """What the manifest records about the run beyond the recipe (:func:`train_export`'s parameters)."""
+    return {"test_limit": test_limit, "data_dir": str(data.resolve_data_dir(data_dir)), "started": started,
+            "threads": {"mxnet": mxnet_threads(), "mxnet_source": mxnet_threads_source(), "onnxruntime": threads},
+            "parity_tolerance": {"max_abs_diff": parity_max_abs_diff,
+                                 "min_top1_agreement": parity_min_top1_agreement}}
+
+
+def _claim_run_dir(lock, run_dir: Path, recipe: Recipe, resume: bool, force: bool,
+                   log: Log) -> Optional[Dict[str, Any]]:
+    """Under the run dir's ``lock``: the checkpoint to resume from, or None (:func:`_prepare_run_dir`);
+    then the temporary files of a killed run are removed."""
+    if lock.took_over:
+        log(f"taking over {run_dir} from {artifacts.describe_holder(lock.took_over)}, which is no longer running")
+    checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
+    for leftover in artifacts.remove_orphan_temp_files(run_dir):
+        log(f"removed {leftover}, left by an interrupted run")
+    return checkpoint
+
+
+def _open_run_dir(run_dir: Path, checkpoint: Optional[Dict[str, Any]], recipe: Recipe,
+                  log: Log) -> Tuple[List[Dict[str, Any]], List[Dict[str, float]]]:
+    """Make ``run_dir`` ready to train into: a fresh start clears an old run, a resume (from
+    ``checkpoint``, whose weights are loaded by the caller) drops the manifest. Returns the history
+    rows and curve points so far."""
+    if checkpoint is None:
+        _clear_previous_run(run_dir)
+        history: List[Dict[str, Any]] = []
+        steps: List[Dict[str, float]] = []
+    else:
+        history, steps = list(checkpoint["history"]), list(checkpoint.get("steps", []))
+        artifacts.manifest_path(run_dir).unlink(missing_ok=True)  # artifacts are about to change
+        log(f"resuming {run_dir} after epoch {checkpoint['epoch']} of {recipe.epochs}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return history, steps
+
+
+def _record_epoch(run_dir: Path, net, trainer, recipe: Recipe, history: List[Dict[str, Any]],
+                  steps: List[Dict[str, float]], row: Dict[str, Any], epoch_steps: List[Dict[str, float]],
+                  log: Log) -> None:
+    """Append the epoch's history ``row`` and curve points, log them, and checkpoint."""
+    history.append(row)
+    steps.extend(epoch_steps)
+    log(f"epoch {row['epoch']}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
+        f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
+        f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
+    save_checkpoint(run_dir, net, trainer, recipe, history, steps)
+
+
+def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts: Sequence, train_split,
+                              test_split, progress: bool) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+    """One epoch of training, the divergence checks, then the test accuracy: one history row."""
+    loader = data.data_loader(*train_split, recipe.input_size, recipe.batch_size, shuffle=True,
+                              seed=epoch_seed(recipe.seed, epoch))
+    stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
+                        progress)
+    return _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
+
+
+def _test_one_epoch(net, recipe: Recipe, epoch: int, contexts: Sequence, test_split,
+                    stats: Dict[str, Any]) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+    """After ``epoch``'s training (``train_epoch``'s ``stats``): the divergence checks and the test
+    accuracy on ``test_split``; returns the history row and the epoch's curve points."""
+    check_finite_weights(net, epoch, recipe.lr)
+    try:
+        test_accuracy, test_images = evaluate(net, *test_split, recipe.input_size, contexts)
+    except NonFiniteLogits:
+        raise VggbenchError(f"test logits became nan/inf after epoch {epoch}; lower --lr "
+                            f"(now {recipe.lr:g})") from None
+    steps = stats.pop("steps")
+    return {"epoch": epoch, **stats, "test_accuracy": test_accuracy, "test_images": test_images}, steps
+
+
+def _clear_previous_run(run_dir: Path) -> None:
+    """Fresh start over an old run (``--force``): drop its manifest first, then its checkpoints."""
+    artifacts.manifest_path(run_dir).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]], steps: List[Dict[str, float]],
+                contexts: Sequence, parity_x: np.ndarray, run_info: Dict[str, Any], log: Log) -> Path:
+    """Export, check parity, write history + curves, then the manifest (last, atomically)."""
+    mx = import_mxnet()
+
+    # The final evaluation is the last epoch's: the weights have not changed since.
+    log(f"test accuracy {history[-1]['test_accuracy']:.4f} on {history[-1]['test_images']} images; "
+        f"exporting to {run_dir}")
+
+    net.collect_params().reset_ctx(mx.cpu())  # export and parity run on CPU, wherever we trained
+    export.export_mxnet(net, run_dir, recipe.input_size)
+    onnx_info = export.export_onnx(run_dir, recipe.input_size)
+    tolerance = run_info["parity_tolerance"]
+    result = export.exported_parity(run_dir, parity_x, recipe.input_size,
+                                    threads=run_info["threads"]["onnxruntime"])
+    result["tolerance"] = tolerance
+    log(f"parity on {result['n']} test images: max |logit diff| {result['max_abs_diff']:.2e}, "
+        f"top-1 agreement {result['top1_agreement']:.4f}")
+    export.check_parity(result, tolerance["max_abs_diff"], tolerance["min_top1_agreement"])
+
+    artifacts.write_json_atomic(run_dir / HISTORY_FILE, {"recipe": recipe.asdict(), "epochs": history,
+                                                         "steps": steps})
+    plot_history(history, steps, run_dir / CURVES_FILE, recipe.loss)
+
+    manifest: Dict[str, Any] = {
+        "model": recipe.model,
+        "config": models.describe(recipe.model),
+        "input_size": recipe.input_size,
+        "input_shape": [None, 1, recipe.input_size, recipe.input_size],
+        "input_name": export.INPUT_NAME,
+        "width_ratio": recipe.width_ratio,
+        "classes": recipe.classes,
+        "in_channels": 1,
+        "trained": True,
+        "class_names": list(data.CLASS_NAMES),
+        "preprocess": "bilinear resize to input_size, scale to [0,1], NCHW float32 (vggbench.data.preprocess)",
+        "recipe": recipe.asdict(),
+        "model_stats": export.exported_model_stats(run_dir, recipe.input_size),
+        "train_images": history[-1]["train_images"],
+        "train_seconds": sum(row["seconds"] for row in history),
+        "test_accuracy": history[-1]["test_accuracy"],
+        "test_images": history[-1]["test_images"],
+        "test_limit": run_info["test_limit"],
+        "parity": result,
+        "onnx": onnx_info,
+        "files": {},
+        "versions": package_versions(),
+        "device": {"contexts": [str(c) for c in contexts], "cpu": cpu_model(),
+                   "gpus": gpus() if any(c.device_type == "gpu" for c in contexts) else []},
+        "data_dir": run_info["data_dir"],
+        "threads": run_info["threads"],
+        "distributed": run_info["distributed"],
+        "timestamps": {"started": run_info["started"], "finished": utc_now()},
+    }
+    for file_name in RUN_FILES:
+        artifacts.record_file(manifest, run_dir, file_name)
+    artifacts.write_manifest(run_dir, manifest)
+    log(f"wrote {run_dir / artifacts.MANIFEST_NAME}")
+    return run_dir
+
+
+# --- one worker of a multi-machine job: --kvstore dist_* (issue 12) --------------------------------
+
+def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: Path, resume: bool, force: bool,
+                              data_dir: Optional[str], test_limit: Optional[int], parity_images: int,
+                              run_info: Dict[str, Any], timeout_s: Optional[float], progress: bool,
+                              log: Log) -> Optional[Path]:
+    """:func:`train_export` on one worker of a ``dist_*`` job; rank 0 returns the run dir, the
+    others None. The batch, shard and failure rules are :mod:`vggbench.train.distributed`'s.
+
+    Every worker checks what it can alone, loads the data, builds the network and joins the job.
+    Rank 0 alone takes the run-dir lock and decides: start, resume from its checkpoint, or refuse
+    (then every worker stops); it evaluates, checkpoints, exports and writes the run dir, and the
+    others never touch it. On resume rank 0's weights reach every worker through the KVStore;
+    the others load the optimizer state from the same checkpoint when they can read it (a shared
+    ``--out``), which only a stateful optimizer (adam) requires.
+    """
+    from contextlib import ExitStack
+
+    workers = distributed.DistInfo.from_env(kvstore).num_workers  # before joining: mistakes fail fast
+    distributed.check_optimizer(kvstore, recipe.optimizer)
+    distributed.per_worker_batch(recipe.batch_size, workers)
+    contexts, device_note = resolve_contexts(ctx)
+    train_x, train_y = data.load_split(data_dir, True, recipe.train_limit, recipe.seed)
+    test_x, test_y = data.load_split(data_dir, False, test_limit, recipe.seed)
+    distributed.plan_shards(len(train_y), workers, recipe.batch_size, epoch_seed=0)
+    net = build_network(recipe, contexts)
+    watchdog = distributed.KVStoreWatchdog(timeout_s)
+    try:
+        kv, info = distributed.create_kvstore(kvstore, watchdog)
+        log(f"joined the {kvstore} job as rank {info.rank} of {info.num_workers}; {device_note}")
+        trainer = distributed.DistributedTrainer(
+            build_trainer(net, recipe, **{**distributed.trainer_options(kvstore), "kvstore": kv}), kv, info, net,
+            contexts, (1, recipe.input_size, recipe.input_size), recipe.batch_size, watchdog)
+        try:
+            with ExitStack() as rank0_lock:  # rank 0 holds the run-dir lock until the manifest is written
+                history, steps = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir, rank0_lock,
+                                                     resume, force, (train_x, train_y), (test_x, test_y),
+                                                     progress, log)
+                trainer.close()  # every worker leaves together; rank 0 exports alone
+                if not info.is_rank0:
+                    log(f"rank {info.rank}: training done; rank 0 evaluates, exports and writes the run dir")
+                    return None
+                run_info["distributed"] = distributed.distributed_recipe_fields(info, contexts, recipe.batch_size)
+                return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images],
+                                   run_info, log)
+        except BaseException:
+            trainer.abandon()  # an error only this worker saw (no-op once every worker has left)
+            raise
+    finally:
+        watchdog.close()
+
+
+def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, run_dir: Path, rank0_lock,
+                        resume: bool, force: bool, train_split, test_split, progress: bool, log: Log):
+    """The epochs of :func:`_train_export_distributed`; returns rank 0's history rows and curve
+    points (the other ranks': empty). Rank 0 takes the run-dir lock into ``rank0_lock`` (an
+    ``ExitStack`` the caller closes after the export)."""
+    checkpoint, history, steps, created = None, [], [], False
+    if info.is_rank0:
+        try:
+            lock = rank0_lock.enter_context(artifacts.run_dir_lock(run_dir, "train-export"))
+            checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
+            if checkpoint is not None:
+                net.load_parameters(str(run_dir / CHECKPOINT_DIR / checkpoint["params"]), ctx=list(contexts))
+        except BaseException:
+            _stop_every_worker(trainer, "rank 0 checks its run dir")
+            raise
+    start = int(trainer.broadcast([checkpoint["epoch"] if checkpoint else 0], "rank 0 checks its run dir")[0])
+    if start < 0:
+        trainer.close()
+        raise VggbenchError(f"rank 0 refused to start (its output says why); rank {info.rank} trained nothing")
+    trainer.prepare()  # rank 0's (resumed) weights on every worker before the first gradient
+    if start:
+        _load_distributed_states(trainer, info, run_dir, checkpoint, start, recipe, log)
+    if info.is_rank0:
+        created = not run_dir.exists()
+        history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
+        log(f"training {recipe.model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x"
+            f"{recipe.input_size} on {len(train_split[1])} images over {info.num_workers} workers (global batch "
+            f"{recipe.batch_size}, {trainer.local_batch} per worker), testing on {len(test_split[1])}; "
+            f"{recipe.optimizer} lr {recipe.lr:g}, {recipe.epochs} epoch(s), seed {recipe.seed}")
+    try:
+        for epoch in range(start + 1, recipe.epochs + 1):
+            plan = distributed.plan_shards(len(train_split[1]), info.num_workers, recipe.batch_size,
+                                           epoch_seed(recipe.seed, epoch))
+            mine = plan.indices(info.rank)
+            loader = data.data_loader(train_split[0][mine], train_split[1][mine], recipe.input_size,
+                                      trainer.local_batch, shuffle=False)
+            trainer.begin_epoch(plan, epoch)
+            stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
+                                progress)
+            trainer.finish_epoch()
+            if info.is_rank0:
+                # loss and accuracy are rank 0's shard's; images and images/s the whole job's
+                stats.update(train_images=plan.n_images, images_per_s=plan.n_images / stats["seconds"])
+                try:
+                    row, epoch_steps = _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
+                    _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
+                except BaseException:
+                    _stop_every_worker(trainer, f"rank 0 evaluates and checkpoints epoch {epoch}")
+                    raise
+                created = False
+            if trainer.broadcast([1], f"rank 0 evaluates and checkpoints epoch {epoch}")[0] != 1:
+                trainer.close()
+                raise VggbenchError(f"rank 0 stopped the run after epoch {epoch} (its output says why)")
+    except BaseException:
+        if created and run_dir.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return history, steps
+
+
+def _stop_every_worker(trainer, what: str) -> None:
+    """Rank 0 failed where the others wait for it: tell them (a 0/-1 broadcast) and leave together."""
+    trainer.broadcast([-1], what)
+    trainer.close()
+
+
+def _load_distributed_states(trainer, info, run_dir: Path, checkpoint: Optional[Dict[str, Any]], start: int,
+                             recipe: Recipe, log: Log) -> None:
+    """The optimizer state at resume: rank 0 from its checkpoint; another rank from the same file
+    when it can read it, else (plain SGD has no state) nothing, else a one-line error."""
+    if checkpoint is None:  # not rank 0: look for rank 0's checkpoint on a shared --out
+        try:
+            checkpoint = read_checkpoint(run_dir)
+        except VggbenchError:
+            checkpoint = None
+        if checkpoint is None or checkpoint["epoch"] != start:
+            if recipe.optimizer == "sgd":
+                log(f"rank {info.rank}: resuming after epoch {start} with rank 0's weights (plain SGD has no state)")
+                return
+            raise VggbenchError(f"--resume: rank {info.rank} cannot read rank 0's epoch-{start} checkpoint in "
+                                f"{run_dir / CHECKPOINT_DIR} for the {recipe.optimizer} state; give --out a folder "
+                                f"every worker sees")
+    trainer.load_states(str(run_dir / CHECKPOINT_DIR / checkpoint["states"]))
