@@ -9,7 +9,8 @@ backends it compares (:mod:`vggbench.bench.sweep`). :func:`time_callable` is the
 round sized by a policy, for one-off timings (the peak GEMMs, the plain-loop cross-check).
 
 Attainable peak: the fastest call of several GEMM shapes through the same runtime on the same
-device, the best of them (:func:`measure_peak`); int8 rows use an int8 GEMM (``MatMulInteger``).
+device, the best of them (:func:`measure_peak`); int8 rows use an int8 GEMM (``MatMulInteger`` in
+ONNX Runtime, a QDQ ``Gemm`` in OpenVINO), bf16 rows OpenVINO's GEMM compiled with the bf16 hint.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ AUTO_MAX_ITERS = 1000
 # the launch overhead (~10 us) to vanish (a 2048 GEMM is ~40 us on an H200).
 CPU_PEAK_SIZES = (1024, 2048, 3072)
 GPU_PEAK_SIZES = (4096, 8192)
-PEAK_DTYPES = {"fp32": "float32", "tf32": "float32", "opt": "float32", "int8": "int8", "fp16": "float16"}
+PEAK_DTYPES = {"fp32": "float32", "tf32": "float32", "opt": "float32", "int8": "int8", "fp16": "float16",
+               "bf16": "bfloat16"}
+# The runtime precision OpenVINO's fully connected layer must report for each peak dtype (else
+# the GEMM did not run the units it is named after).
+OPENVINO_GEMM_PRECISIONS = {"float32": ("f32", "f32"), "bfloat16": ("bf16", "bf16"), "int8": ("f32", "u8")}
 
 
 def check_timing(warmup: int = DEFAULT_WARMUP, iters: Optional[int] = None,
@@ -252,6 +257,80 @@ def ort_gemm(backend: str, size: int, threads: Optional[int] = None, dtype: str 
 
     run._keepalive = (session, staged, binding)  # type: ignore[attr-defined]
     return run, f"onnxruntime {'MatMulInteger u8s8' if dtype == 'int8' else 'MatMul ' + dtype} {size}x{size} on {got}"
+
+
+def openvino_gemm_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
+    """A one-node ``Y = X @ W^T`` ONNX model (``Gemm``, ``W`` stored transposed as OpenVINO's fully
+    connected layer wants it) for an OpenVINO peak; ``int8`` wraps it in QuantizeLinear /
+    DequantizeLinear (uint8 activations, int8 weights), the pattern OpenVINO runs as an int8 GEMM,
+    as it does the run dir's QDQ model. ``float32`` and ``bfloat16`` are the same float32 model:
+    the compile hint picks the math.
+
+    Parameters:
+        size: the side of the square matrices.
+        dtype: ``float32``, ``bfloat16`` or ``int8``.
+        seed: seed of the weights.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.RandomState(seed)
+    if dtype == "int8":
+        weight = numpy_helper.from_array(rng.randint(-64, 64, (size, size)).astype(np.int8), "Wq")
+        scales = [numpy_helper.from_array(np.array(value, dtype), name) for value, dtype, name in
+                  ((1 / 128, np.float32, "xs"), (128, np.uint8, "xz"), (1 / 64, np.float32, "ws"), (0, np.int8, "wz"))]
+        nodes = [helper.make_node("QuantizeLinear", ["X", "xs", "xz"], ["Xq"]),
+                 helper.make_node("DequantizeLinear", ["Xq", "xs", "xz"], ["Xd"]),
+                 helper.make_node("DequantizeLinear", ["Wq", "ws", "wz"], ["W"]),
+                 helper.make_node("Gemm", ["Xd", "W"], ["Y"], transB=1)]
+        initializers = [weight] + scales
+    elif dtype in ("float32", "bfloat16"):
+        nodes = [helper.make_node("Gemm", ["X", "W"], ["Y"], transB=1)]
+        initializers = [numpy_helper.from_array(rng.uniform(-1, 1, (size, size)).astype(np.float32), "W")]
+    else:
+        raise VggbenchError(f"no OpenVINO peak GEMM for {dtype}; choose from float32, bfloat16, int8")
+    graph = helper.make_graph(nodes, "peak_gemm", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [size, size])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [size, size])],
+                              initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def openvino_gemm(size: int, threads: Optional[int] = None, dtype: str = "float32") -> Tuple[Callable[[], None], str]:
+    """The GEMM model compiled by OpenVINO for the CPU (the one compile helper, precision hint
+    explicit), input bound once, synced; refused when its fully connected layer does not execute
+    in the precision the peak is named after (e.g. bf16 on a CPU without bf16 units).
+
+    Parameters:
+        size: the side of the square matrices.
+        threads: inference threads (None: OpenVINO's choice).
+        dtype: ``float32``, ``bfloat16`` (float32 model, bf16 hint) or ``int8`` (QDQ model).
+    """
+    import io
+
+    import openvino as ov
+
+    from vggbench.runtimes.openvino_runtime import compile_model, executed_layers
+
+    hint, wanted = OPENVINO_GEMM_PRECISIONS[dtype]
+    core = ov.Core()
+    model = core.read_model(io.BytesIO(openvino_gemm_onnx_model(size, dtype).SerializeToString()))
+    compiled = compile_model(model, hint, threads, core)
+    layers = executed_layers(compiled)
+    if set(layers["layer_precisions"]) != {wanted}:
+        raise VggbenchError(f"peak GEMM: OpenVINO ran the {dtype} GEMM in {layers['layer_precisions']}, "
+                            f"not {wanted}; no {dtype} peak on this CPU")
+    x = np.ascontiguousarray(np.random.RandomState(1).uniform(0, 1, (size, size)).astype(np.float32))
+    request = compiled.create_infer_request()
+    request.set_input_tensor(0, ov.Tensor(x, shared_memory=True))
+
+    def run() -> None:
+        request.infer()
+
+    run._keepalive = (compiled, request, x)  # type: ignore[attr-defined]
+    return run, f"openvino {'/'.join(layers['layer_kernels'])} ({wanted}) {size}x{size} on CPU"
 
 
 def measure_peak(make_gemm: Callable[[int], Tuple[Callable[[], None], str]], sizes: Sequence[int],

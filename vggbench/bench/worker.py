@@ -219,8 +219,8 @@ class _WorkerState:
         self.backend, self.threads = cmd["backend"], cmd.get("threads")
         self.device = _device(self.backend, cmd.get("gpu", 0))
         self.options = dict(cmd.get("runtime_options") or {})
-        if BACKENDS[self.backend].family == "ort" and cmd.get("batch_sizes"):
-            self.options["batch_sizes"] = cmd["batch_sizes"]  # ort-trt's shape profile
+        if BACKENDS[self.backend].family in ("ort", "openvino") and cmd.get("batch_sizes"):
+            self.options["batch_sizes"] = cmd["batch_sizes"]  # ort-trt's shape profile, OpenVINO's static shapes
         answers: Dict[str, Dict[str, Any]] = {}
         for precision in cmd["precisions"]:
             try:
@@ -250,6 +250,9 @@ class _WorkerState:
 
             def make(size):
                 return timing.ort_gemm(self.backend, size, self.threads, dtype, providers)
+        elif BACKENDS[self.backend].family == "openvino":
+            def make(size):
+                return timing.openvino_gemm(size, self.threads, dtype)
         else:
             if dtype == "int8":
                 raise VggbenchError("MXNet rows are fp32 only; no int8 peak")

@@ -38,12 +38,17 @@ def cpu_model() -> str:
 
 def cpu_flags() -> list:
     """The SIMD features that decide CPU speed here (AVX-512 VNNI makes INT8 fast)."""
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
     for processor in _cpuinfo_processors():
         if "flags" in processor:
             present = set(processor["flags"].split())
             return [flag for flag in wanted if flag in present]
     return []
+
+
+def cpu_flag_set() -> set:
+    """Every flag of this CPU in /proc/cpuinfo (empty off Linux)."""
+    return _all_cpu_flags(_cpuinfo_processors())
 
 
 def physical_cores() -> int:
@@ -270,3 +275,56 @@ def cpu_frequencies_mhz(sys_cpu_dir: str = SYS_CPU_DIR,
                        current_mhz_mean=round(sum(current_mhz) / len(current_mhz), 1),
                        current_mhz_max=round(max(current_mhz), 1))
     return summary
+
+
+def _half_paths(flags: set, fp32_flops: int) -> Dict[str, Dict[str, int]]:
+    """bf16 and fp16 flops per cycle per core, by the fastest instruction path the flags allow.
+
+    AMX (``amx_bf16``, ``amx_fp16``): ``tdpbf16ps``/``tdpfp16ps`` do 16 x 16 x 32 multiply-adds per
+    16 cycles, 512 MACs = 1024 flops per cycle per core (Intel's published rate). AVX-512
+    ``vdpbf16ps``: two bf16 products per fp32 lane, twice the fp32 rate; AVX-512 FP16: 32 fp16
+    lanes per 512 bits, also twice fp32. Without any of these the math runs in fp32 after a
+    conversion: the fp32 rate.
+    """
+    bf16 = {"fp32 math after conversion": fp32_flops}
+    fp16 = {"fp32 math after conversion (F16C)": fp32_flops}
+    if "avx512_bf16" in flags:
+        bf16["avx512_bf16 (vdpbf16ps zmm)"] = 2 * fp32_flops
+    if "amx_bf16" in flags:
+        bf16["amx_bf16 (tdpbf16ps)"] = 1024
+    if "avx512_fp16" in flags:
+        fp16["avx512_fp16 (vfmadd*ph zmm)"] = 2 * fp32_flops
+    if "amx_fp16" in flags:
+        fp16["amx_fp16 (tdpfp16ps)"] = 1024
+    return {"bf16": bf16, "fp16": fp16}
+
+
+def theoretical_peaks(threads: Optional[int] = None, **kwargs) -> Dict[str, Any]:
+    """The CPU's theoretical peak per precision (fp32, bf16, fp16, int8) at the highest clock this
+    machine shows, each with the formula that gives it: :func:`theoretical_fma_peak_gflops` plus
+    bf16 and fp16 on the fastest path the flags allow (:func:`_half_paths`).
+
+    Parameters:
+        threads, kwargs: as :func:`theoretical_fma_peak_gflops`.
+
+    Returns its dict plus ``precisions``: ``{precision: {"gflops_per_s", "formula", "path"}}``.
+    """
+    peak = theoretical_fma_peak_gflops(threads, **kwargs)
+    if not peak.get("available"):
+        return peak
+    processors = kwargs.get("processors")
+    flags = _all_cpu_flags(_cpuinfo_processors() if processors is None else processors)
+    ghz = peak["clock_mhz"] / 1000.0
+    cores = peak["cores"]
+    precisions = {"fp32": {"gflops_per_s": peak["fp32_gflops"], "formula": peak["fp32_formula"],
+                           "path": f"{peak['vector_bits']}-bit FMA"}}
+    if peak.get("int8_gops"):
+        precisions["int8"] = {"gflops_per_s": peak["int8_gops"], "formula": peak["int8_formula"],
+                              "path": peak["int8_path"]}
+    paths = _half_paths(flags, peak["fp32_flops_per_cycle_per_core"])
+    for precision, options in paths.items():
+        path = max(options, key=options.get)
+        flops = options[path]
+        precisions[precision] = {"gflops_per_s": round(cores * flops * ghz, 3), "path": path,
+                                 "formula": f"{cores} core(s) x {flops} {precision} flop/cycle ({path}) x {ghz:.3f} GHz"}
+    return dict(peak, precisions=precisions)

@@ -18,7 +18,8 @@ def package_versions() -> Dict[str, Optional[str]]:
     from importlib import metadata
 
     versions: Dict[str, Optional[str]] = {"python": platform.python_version()}
-    for dist in ("vggbench", "mxnet", "mxnet-cu117", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy"):
+    for dist in ("vggbench", "mxnet", "mxnet-cu117", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino",
+                 "numpy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -39,6 +39,10 @@ def unavailable_reason(backend: str, precision: str = "fp32", device: Optional[s
         from vggbench.runtimes import mxnet_runtime
 
         return mxnet_runtime.unavailable_reason(precision, device)
+    if BACKENDS[backend].family == "openvino":
+        from vggbench.runtimes import openvino_runtime
+
+        return openvino_runtime.unavailable_reason(precision)
     from vggbench.runtimes import ort_runtime
 
     return ort_runtime.unavailable_reason(backend, precision)
@@ -54,7 +58,8 @@ def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optiona
         precision: which ONNX file (``fp32``, ``opt``, ``int8``, ``fp16``); MXNet runs fp32 only.
         device: ``cpu``, ``gpu`` or ``gpu:N`` (MXNet runners); None: the backend's kind.
         threads: CPU threads (ONNX Runtime's intra-op threads; recorded for MXNet).
-        options: ONNX Runtime runner options (:class:`~vggbench.runtimes.ort_runtime.ORTRuntime`).
+        options: ONNX Runtime runner options (:class:`~vggbench.runtimes.ort_runtime.ORTRuntime`);
+            OpenVINO reads only ``batch_sizes`` (the static shapes it compiles at load).
     """
     check_backend_name(backend)
     if backend in MXNET_BACKENDS:
@@ -62,6 +67,11 @@ def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optiona
 
         return MXNetRuntime(run_dir, hybrid=BACKENDS[backend].hybrid, precision=precision,
                             device=_device(backend, device), threads=threads)
+    if BACKENDS[backend].family == "openvino":
+        from vggbench.runtimes.openvino_runtime import OpenVINORuntime
+
+        return OpenVINORuntime(run_dir, precision=precision, threads=threads,
+                               batch_sizes=options.get("batch_sizes", ()))
     from vggbench.runtimes.ort_runtime import ORTRuntime
 
     return ORTRuntime(run_dir, backend=backend, precision=precision, threads=threads, **options)

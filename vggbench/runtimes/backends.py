@@ -18,7 +18,7 @@ class Backend:
 
     Parameters:
         name: what the user types (``ort-cuda``).
-        family: ``mxnet`` or ``ort`` (which runner loads it).
+        family: ``mxnet``, ``ort`` or ``openvino`` (which runner loads it).
         device_kind: ``cpu`` or ``gpu``.
         hybrid: MXNet only: hybridized (static graph) rather than imperative Gluon.
         provider: ONNX Runtime only: the execution provider that must really run it.
@@ -44,13 +44,17 @@ PRECISIONS: Dict[str, Tuple[str, str]] = {
     "opt": ("opt", "ONNX Runtime's offline-optimized float32 graph (CPU provider)"),
     "int8": ("int8", "static QDQ int8 (uint8 activations, int8 weights)"),
     "fp16": ("fp16", "float16 inside, float32 in/out (GPU)"),
+    "bf16": ("fp32", "float32 file, bfloat16 math (CPUs with AMX or AVX512-BF16 units)"),
 }
 
 BACKENDS: Dict[str, Backend] = {b.name: b for b in (
-    Backend("mxnet", "mxnet", "cpu"),
-    Backend("mxnet-hybrid", "mxnet", "cpu", hybrid=True),
+    Backend("mxnet", "mxnet", "cpu", default_precisions=("fp32", "bf16")),
+    Backend("mxnet-hybrid", "mxnet", "cpu", hybrid=True, precisions=("fp32", "bf16"),
+            default_precisions=("fp32", "bf16")),
     Backend("ort-cpu", "ort", "cpu", provider="CPUExecutionProvider",
-            precisions=("fp32", "opt", "int8"), default_precisions=("fp32", "opt", "int8")),
+            precisions=("fp32", "opt", "int8"), default_precisions=("fp32", "opt", "int8", "bf16")),
+    Backend("openvino", "openvino", "cpu", precisions=("fp32", "bf16", "int8"),
+            default_precisions=("fp32", "bf16", "int8")),
     Backend("mxnet-gpu", "mxnet", "gpu"),
     Backend("mxnet-hybrid-gpu", "mxnet", "gpu", hybrid=True),
     Backend("ort-cuda", "ort", "gpu", provider="CUDAExecutionProvider",
@@ -64,6 +68,13 @@ BASELINE_BACKEND = "mxnet-hybrid"
 MXNET_REFERENCE_BACKENDS = ("mxnet-hybrid", "mxnet", "mxnet-hybrid-gpu", "mxnet-gpu")
 # Which backend each `vggbench optimize` variant is built for (its accuracy is measured on the CPU).
 VARIANT_TARGET = {"opt": "ort-cpu", "int8": "ort-cpu", "fp16": "ort-cuda"}
+# Why a backend family has no bf16 row (the footnote of its "unavailable" bf16 row).
+BF16_UNSUPPORTED = {
+    "ort": "ONNX Runtime's CPU provider has no x86 bfloat16 kernels (it would cast back to fp32): "
+           "use openvino bf16",
+    "mxnet": "bf16 needs MXNet's AMP graph conversion, which works on the hybridized graph only: see mxnet-hybrid bf16",
+    "gpu": "no bf16 row on GPUs yet (fp16 is the GPU half-precision row)",
+}
 
 
 def unsupported_reason(backend: str, precision: str) -> Optional[str]:
@@ -76,6 +87,8 @@ def unsupported_reason(backend: str, precision: str) -> Optional[str]:
     spec = BACKENDS[backend]
     if precision in spec.precisions:
         return None
+    if precision == "bf16":
+        return BF16_UNSUPPORTED.get(spec.family if spec.device_kind == "cpu" else "gpu")
     if spec.family == "mxnet":
         return f"the MXNet runners run fp32 only ({precision} variants are ONNX files: use ort-cpu/ort-cuda)"
     if precision == "fp16":

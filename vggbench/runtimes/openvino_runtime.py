@@ -40,12 +40,13 @@ MAX_COMPILED_SHAPES = 6
 
 
 def openvino_version() -> Optional[str]:
-    """The installed OpenVINO version (None when it is not installed)."""
+    """The installed OpenVINO distribution's version, e.g. ``2026.4.1`` (None when not installed)."""
+    from importlib import metadata
+
     try:
-        import openvino
-    except ImportError:
+        return metadata.version("openvino")
+    except metadata.PackageNotFoundError:
         return None
-    return openvino.__version__
 
 
 def bf16_unavailable_reason(flags: Iterable[str]) -> Optional[str]:
