@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from vggbench.artifacts.io import PathLike
+from vggbench.artifacts.reader import file_kind
 from vggbench.errors import VggbenchError
 
 # --- one writer per run dir ------------------------------------------------------------------------
@@ -106,11 +109,7 @@ def _acquire(run_dir: Path, lock_path: Path, purpose: str) -> RunDirLock:
         raise VggbenchError(f"cannot create {lock_path.parent} for {run_dir} ({err.strerror}); choose a "
                             f"writable --out") from None
     for _ in range(5):  # retried only when the file was replaced between open and flock
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            raise VggbenchError(f"cannot create the lock file {lock_path} ({err.strerror}); choose a writable "
-                                f"--out") from None
+        fd = _open_lock_file(lock_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,6 +139,38 @@ def _acquire(run_dir: Path, lock_path: Path, purpose: str) -> RunDirLock:
                         f"is another vggbench writing {run_dir}?")
 
 
+def _open_lock_file(lock_path: Path) -> int:
+    """Open (creating it if missing) the lock file at ``lock_path`` for reading and writing, safely
+    in a folder other users can write (a shared ``--out``).
+
+    Created with ``O_CREAT|O_EXCL`` when missing; an existing one is opened with ``O_NOFOLLOW``
+    (a symbolic link named like the lock cannot aim the write at another file) and ``O_NONBLOCK``
+    (a FIFO cannot block), then ``fstat`` must show a regular file with one link (not a hard link
+    to someone else's file). Anything else is refused in one line; nothing is truncated or written
+    before these checks.
+    """
+    base = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+    try:
+        try:
+            fd = os.open(lock_path, base | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            fd = os.open(lock_path, base)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise VggbenchError(f"the lock file {lock_path} is a symbolic link, which vggbench never makes; "
+                                f"remove it (someone may be aiming writes at another file), then run again") from None
+        raise VggbenchError(f"cannot create the lock file {lock_path} ({err.strerror}); choose a writable "
+                            f"--out") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = file_kind(info.st_mode) if not stat.S_ISREG(info.st_mode) else f"a file with {info.st_nlink} hard links"
+        raise VggbenchError(f"the lock file {lock_path} is {what}, not a lock file vggbench made; remove it, then "
+                            f"run again")
+    os.set_blocking(fd, True)
+    return fd
+
+
 def _release(lock: RunDirLock) -> None:
     try:
         if _same_file(lock.fd, lock.lock_path):
@@ -163,12 +194,24 @@ def _same_file(fd: int, path: Path) -> bool:
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
+_RECORD_KEYS = {"pid": int, "host": str, "purpose": str, "started": str, "pid_start": int}
+
+
 def _read_record(fd: int) -> Dict[str, Any]:
+    """The holder record in a lock file (at most 4 kB): only its known keys with their types, strings
+    cut to one short line, so a crafted record cannot break the one-line message that quotes it."""
     try:
         record = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict):
+        return {}
+    clean: Dict[str, Any] = {}
+    for key, kind in _RECORD_KEYS.items():
+        value = record.get(key)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            clean[key] = "".join(ch for ch in value if ch.isprintable())[:80] if kind is str else value
+    return clean
 
 
 def read_lock_holder(run_dir: PathLike) -> Optional[Dict[str, Any]]:
@@ -180,9 +223,15 @@ def read_lock_holder(run_dir: PathLike) -> Optional[Dict[str, Any]]:
     """
     lock_path = lock_path_for(run_dir)
     try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as err:
+        raise VggbenchError(f"cannot read the lock file {lock_path} ({err.strerror}); remove it if no vggbench "
+                            f"is writing {run_dir}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise VggbenchError(f"the lock file {lock_path} is not a regular file; remove it")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from vggbench import models
 from vggbench.artifacts.io import PathLike, _json_default, sha256_file, write_bytes_atomic
-from vggbench.artifacts.layout import MANIFEST_NAME, MANIFEST_VERSION, MAX_MANIFEST_BYTES, is_plain_name, manifest_path
+from vggbench.artifacts.layout import (
+    HISTORY_FILE,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    MAX_MANIFEST_BYTES,
+    is_plain_name,
+    manifest_path,
+)
+from vggbench.artifacts.reader import check_fields, finite, parse_json, read_bounded, short, type_name
 from vggbench.errors import VggbenchError
 
 
@@ -26,35 +35,19 @@ def read_manifest(run_dir: PathLike) -> Dict[str, Any]:
         run_dir: the run dir holding ``manifest.json``.
     """
     path = manifest_path(run_dir)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise VggbenchError(f"{run_dir}: no {MANIFEST_NAME}; make the run dir with "
                             f"`vggbench train-export MODEL --out ...` first")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as err:
-        raise VggbenchError(f"{path}: cannot read it ({err.strerror}); check its permissions") from None
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise VggbenchError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes, so not a vggbench manifest; "
-                            f"re-run train-export to rebuild it")
+    raw = read_bounded(path, MAX_MANIFEST_BYTES, "manifest", follow_symlinks=False,
+                       fix="re-run train-export to rebuild it")
     return parse_manifest(raw, str(path))
 
 
 def parse_manifest(raw: bytes, source: str = MANIFEST_NAME) -> Dict[str, Any]:
     """Parse and check manifest bytes (see :func:`read_manifest`); ``source`` names them in errors."""
-    try:
-        manifest = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except RecursionError:
-        raise VggbenchError(f"{source}: nested too deeply to be a vggbench manifest; re-run train-export "
-                            f"to rebuild it") from None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise VggbenchError(f"{source}: not valid JSON ({err}); re-run train-export to rebuild it") from None
+    manifest = parse_json(raw, source, "re-run train-export to rebuild it")
     check_manifest(manifest, source)
     return manifest
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
 
 
 def write_manifest(run_dir: PathLike, manifest: Dict[str, Any]) -> Path:
@@ -73,15 +66,13 @@ def write_manifest(run_dir: PathLike, manifest: Dict[str, Any]) -> Path:
 
 # --- the manifest schema ---------------------------------------------------------------------------
 
+# Bounds of what a run dir can hold: a manifest beyond them was not written by vggbench.
+MAX_CLASSES = 100_000
+MAX_IN_CHANNELS = 64
+MAX_THREADS = 4096
+MAX_CONTEXTS = 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NUMBER = (int, float)
-
-
-def _is(value, kinds) -> bool:
-    """isinstance without the bool-is-an-int surprise (``true`` is not a number or a count)."""
-    if isinstance(value, bool):
-        return bool in kinds
-    return isinstance(value, kinds)
 
 
 def _finite_positive(value) -> bool:
@@ -96,8 +87,8 @@ _MANIFEST_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], 
                    f"1..{models.MAX_INPUT_SIZE} pixels"),
     "files": ((dict,), True, None, ""),
     "width_ratio": (_NUMBER, False, _finite_positive, "a finite number > 0"),
-    "classes": ((int,), False, lambda v: v >= 1, ">= 1"),
-    "in_channels": ((int,), False, lambda v: v >= 1, ">= 1"),
+    "classes": ((int,), False, lambda v: 1 <= v <= MAX_CLASSES, f"1..{MAX_CLASSES}"),
+    "in_channels": ((int,), False, lambda v: 1 <= v <= MAX_IN_CHANNELS, f"1..{MAX_IN_CHANNELS}"),
     "trained": ((bool,), False, None, ""),
     "config": ((str,), False, None, ""),
     "input_name": ((str,), False, None, ""),
@@ -105,7 +96,7 @@ _MANIFEST_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], 
     "class_names": ((list,), False, lambda v: all(isinstance(n, str) for n in v), "a list of strings"),
     "test_accuracy": (_NUMBER + (type(None),), False, lambda v: v is None or 0 <= v <= 1, "0..1"),
     "test_images": ((int, type(None)), False, lambda v: v is None or v >= 0, ">= 0"),
-    "test_limit": ((int, type(None)), False, None, ""),
+    "test_limit": ((int, type(None)), False, lambda v: v is None or v >= 1, ">= 1"),
     "train_images": ((int,), False, lambda v: v >= 0, ">= 0"),
     "train_seconds": (_NUMBER, False, lambda v: v >= 0, ">= 0"),
     "variants": ((dict,), False, None, ""),
@@ -116,6 +107,21 @@ _MANIFEST_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], 
     "device": ((dict,), False, None, ""),
     "timestamps": ((dict,), False, None, ""),
     "model_stats": ((dict,), False, None, ""),
+    "threads": ((dict,), False, None, ""),
+}
+_COUNT = ((int, type(None)), False, lambda v: v is None or 1 <= v <= MAX_THREADS, f"1..{MAX_THREADS}")
+# manifest["threads"] and manifest["device"], which bench reads after measuring (training_row).
+_THREADS_SCHEMA = {"mxnet": _COUNT, "onnxruntime": _COUNT, "mxnet_source": ((str, type(None)), False, None, "")}
+_DEVICE_SCHEMA = {
+    "contexts": ((list,), False, lambda v: len(v) <= MAX_CONTEXTS and all(isinstance(c, str) for c in v),
+                 f"a list of at most {MAX_CONTEXTS} device names such as \"cpu(0)\""),
+    "cpu": ((str, type(None)), False, None, ""),
+    "gpus": ((list,), False, None, ""),
+}
+_RECIPE_SCHEMA = {
+    "batch_size": ((int,), False, lambda v: v >= 1, ">= 1"),
+    "epochs": ((int,), False, lambda v: v >= 1, ">= 1"),
+    "lr": (_NUMBER, False, _finite_positive, "a finite number > 0"),
 }
 # manifest["model_stats"], counted on the exported graph (models.model_stats_from_manifest reads it).
 _MODEL_STATS_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], str]] = {
@@ -127,36 +133,11 @@ _VARIANT_SCHEMA: Dict[str, Tuple[tuple, bool, Optional[Callable[[Any], bool]], s
     "file": ((str,), False, None, ""),
     "sha256": ((str,), False, lambda v: bool(_SHA256.match(v)), "64 hex digits"),
     "flagged": ((bool,), False, None, ""),
-    "accuracy_drop_points": (_NUMBER + (type(None),), False, None, ""),
+    "accuracy_drop_points": (_NUMBER + (type(None),), False, finite(-100, 100), "-100..100 points"),
     "test_accuracy": (_NUMBER + (type(None),), False, lambda v: v is None or 0 <= v <= 1, "0..1"),
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false", dict: "an object",
-               list: "a list", type(None): "null"}
-
-
-def _type_name(value) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
-
-
 def _check_fields(obj: Dict[str, Any], schema, source: str, where: str) -> None:
-    for key, (kinds, required, check, wanted) in schema.items():
-        if key not in obj:
-            if required:
-                raise VggbenchError(f"{source}: missing key {where}{key!r}; re-run train-export to rebuild it")
-            continue
-        value = obj[key]
-        if not _is(value, kinds):
-            expected = " or ".join(_TYPE_NAMES[k] for k in kinds if not (k is int and float in kinds))
-            raise VggbenchError(f"{source}: key {where}{key!r} is {_type_name(value)} ({_short(value)}), expected "
-                                f"{expected}; re-run the step that wrote it")
-        if check is not None and not check(value):
-            raise VggbenchError(f"{source}: key {where}{key!r} is {_short(value)}, expected {wanted}; re-run the "
-                                f"step that wrote it")
-
-
-def _short(value, limit: int = 40) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    check_fields(obj, schema, source, where)
 
 
 def check_manifest(manifest: Any, source: str = MANIFEST_NAME) -> None:
@@ -171,7 +152,7 @@ def check_manifest(manifest: Any, source: str = MANIFEST_NAME) -> None:
         source: the file (or description) named in the error.
     """
     if not isinstance(manifest, dict):
-        raise VggbenchError(f"{source}: is {_type_name(manifest)}, not a JSON object; re-run train-export "
+        raise VggbenchError(f"{source}: is {type_name(manifest)}, not a JSON object; re-run train-export "
                             f"to rebuild it")
     version = manifest.get("manifest_version")
     if version != MANIFEST_VERSION or isinstance(version, bool):
@@ -179,20 +160,23 @@ def check_manifest(manifest: Any, source: str = MANIFEST_NAME) -> None:
                             f"re-run train-export with this version")
     _check_fields(manifest, _MANIFEST_SCHEMA, source, "")
     _check_fields(manifest.get("model_stats", {}), _MODEL_STATS_SCHEMA, source, "'model_stats'.")
+    _check_fields(manifest.get("threads", {}), _THREADS_SCHEMA, source, "'threads'.")
+    _check_fields(manifest.get("device", {}), _DEVICE_SCHEMA, source, "'device'.")
+    _check_fields(manifest.get("recipe", {}), _RECIPE_SCHEMA, source, "'recipe'.")
     for name, digest in manifest["files"].items():
         if not is_plain_name(name):
-            raise VggbenchError(f"{source}: key 'files' names {_short(name)}, not a plain file name in the run "
+            raise VggbenchError(f"{source}: key 'files' names {short(name)}, not a plain file name in the run "
                                 f"dir; re-run train-export to rebuild it")
         if not (isinstance(digest, str) and _SHA256.match(digest)):
-            raise VggbenchError(f"{source}: key 'files'[{name!r}] is {_short(digest)}, expected a sha256 of "
+            raise VggbenchError(f"{source}: key 'files'[{name!r}] is {short(digest)}, expected a sha256 of "
                                 f"64 hex digits; re-run train-export to rebuild it")
     for precision, entry in manifest.get("variants", {}).items():
         if not isinstance(entry, dict):
-            raise VggbenchError(f"{source}: key 'variants'[{precision!r}] is {_type_name(entry)}, expected an "
+            raise VggbenchError(f"{source}: key 'variants'[{precision!r}] is {type_name(entry)}, expected an "
                                 f"object; re-run vggbench optimize")
         _check_fields(entry, _VARIANT_SCHEMA, source, f"'variants'[{precision!r}].")
         if "file" in entry and not is_plain_name(entry["file"]):
-            raise VggbenchError(f"{source}: key 'variants'[{precision!r}].'file' is {_short(entry['file'])}, "
+            raise VggbenchError(f"{source}: key 'variants'[{precision!r}].'file' is {short(entry['file'])}, "
                                 f"not a plain file name; re-run vggbench optimize")
 
 
@@ -224,3 +208,38 @@ def verify_all(run_dir: PathLike, manifest: Optional[Dict[str, Any]] = None) -> 
     for name in manifest["files"]:
         verify_file(run_dir, manifest, name)
     return manifest
+
+
+# --- history.json ------------------------------------------------------------------------------------
+
+# One row per epoch plus the within-epoch curve points: a few hundred kB for a long run.
+MAX_HISTORY_BYTES = 16 << 20
+MAX_EPOCHS = 100_000
+MAX_CURVE_POINTS = 1_000_000
+_HISTORY_ROW_SCHEMA = {
+    "epoch": ((int,), True, lambda v: 1 <= v <= MAX_EPOCHS, f"1..{MAX_EPOCHS}"),
+    "images_per_s": (_NUMBER + (type(None),), False, finite(0), "a finite number >= 0"),
+    "test_accuracy": (_NUMBER + (type(None),), False, finite(0, 1), "0..1"),
+    "train_accuracy": (_NUMBER + (type(None),), False, finite(0, 1), "0..1"),
+    "train_loss": (_NUMBER + (type(None),), False, finite(), "a finite number"),
+    "seconds": (_NUMBER + (type(None),), False, finite(0), "a finite number >= 0"),
+}
+
+
+def read_history(run_dir: PathLike, manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """``history.json`` of a run dir, checked against its manifest's sha256, bounded and typed.
+
+    Returns ``{"epochs": [row, ...], "steps": [...]}`` where every row has an integer ``epoch``
+    and finite numbers; anything else is a one-line :class:`VggbenchError` naming the file and
+    key. Callers run it before measuring, so a bad history never costs a finished sweep.
+    """
+    path = verify_file(run_dir, manifest, HISTORY_FILE)
+    fix = "re-run train-export to rebuild it"
+    history = parse_json(read_bounded(path, MAX_HISTORY_BYTES, "training history", follow_symlinks=False, fix=fix),
+                         str(path), fix)
+    check_fields(history, {"epochs": ((list,), True, lambda v: len(v) <= MAX_EPOCHS, f"at most {MAX_EPOCHS} rows"),
+                           "steps": ((list,), False, lambda v: len(v) <= MAX_CURVE_POINTS,
+                                     f"at most {MAX_CURVE_POINTS} points")}, str(path), "", fix)
+    for index, row in enumerate(history["epochs"]):
+        check_fields(row, _HISTORY_ROW_SCHEMA, str(path), f"'epochs'[{index}].", fix)
+    return history

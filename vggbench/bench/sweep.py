@@ -169,44 +169,37 @@ def run_info(run_dir, manifest: Dict[str, Any]) -> Dict[str, Any]:
                               for precision, entry in manifest.get("variants", {}).items()}}
 
 
-def training_row(run_dir, manifest: Dict[str, Any], info: Dict[str, Any],
-                 rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def training_row(run_dir, manifest: Dict[str, Any], info: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """The run's training speed from its ``history.json``, next to the inference rows (None when
     the run has no training history, e.g. an exported untrained model).
 
     Training images/s is the last epoch's (images / epoch time, data loading included); training
     does about 3x the forward FLOPs (forward, backward for activations, backward for weights), so
-    ``train_gflops_per_s = 3 x gflops_per_image x images_per_s``; ``pct_of_peak`` divides it by the
-    mxnet-hybrid fp32 GEMM peak measured in this sweep when training ran on the CPU with the same
-    thread count (else None).
+    ``train_gflops_per_s = 3 x gflops_per_image x images_per_s``; its ``pct_of_peak`` is set with the
+    inference rows' against the one fp32 ceiling of its device (:func:`vggbench.bench.ceilings.apply_ceilings`).
+    ``peak_rss_bytes`` (and ``gpu_memory_used_bytes``) are the last epoch's, when the history has them.
 
     Parameters:
         run_dir, manifest: the run.
         info: :func:`run_info` of it.
-        rows: this sweep's rows (for the peak).
     """
-    import json
-
     from vggbench.artifacts.layout import HISTORY_FILE
-    from vggbench.artifacts.manifest import verify_file
+    from vggbench.artifacts.manifest import read_history
 
     if HISTORY_FILE not in manifest.get("files", {}):
         return None
-    epochs = json.loads(verify_file(run_dir, manifest, HISTORY_FILE).read_text()).get("epochs") or []
+    epochs = read_history(run_dir, manifest)["epochs"]  # typed and bounded; checked before measuring too
     if not epochs or not epochs[-1].get("images_per_s"):
         return None
     last = epochs[-1]
     threads = (manifest.get("threads") or {}).get("mxnet")
     devices = ",".join((manifest.get("device") or {}).get("contexts") or ["cpu(0)"])
     gflops = 3 * info["gflops_per_image"] * last["images_per_s"]
-    peak = next((r["peak_gflops_per_s"] for r in rows if r["run_dir"] == info["run_dir"]
-                 and r["backend"] == "mxnet-hybrid" and r.get("peak_gflops_per_s") and r.get("threads") == threads),
-                None)
-    on_cpu = "gpu" not in str(devices)
     return {"run_dir": info["run_dir"], "model": info["model"], "input_size": info["input_size"],
             "width_ratio": info["width_ratio"], "epoch": last.get("epoch"), "train_images_per_s": last["images_per_s"],
-            "train_gflops_per_s": gflops, "pct_of_peak": 100 * gflops / peak if peak and on_cpu else None,
-            "threads": threads, "devices": devices, "batch_size": (manifest.get("recipe") or {}).get("batch_size")}
+            "train_gflops_per_s": gflops, "pct_of_peak": None, "peak_rss_bytes": last.get("peak_rss_bytes"),
+            "gpu_memory_used_bytes": last.get("gpu_memory_used_bytes"), "threads": threads, "devices": devices,
+            "batch_size": (manifest.get("recipe") or {}).get("batch_size")}
 
 
 def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]) -> None:
@@ -222,7 +215,9 @@ def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]
     """
     import onnx
 
-    from vggbench.artifacts.layout import MXNET_FILES
+    from vggbench.artifacts.layout import HISTORY_FILE, MXNET_FILES
+    from vggbench.artifacts.manifest import read_history
+    from vggbench.artifacts.reader import refuse_external_data
 
     names = set()
     for backend, precisions in plan.items():
@@ -231,6 +226,8 @@ def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]
         else:
             names.update(ONNX_VARIANT_FILES[PRECISIONS[p][0]] for p in precisions if p in PRECISIONS)
     expected = [manifest.get("in_channels", 1), manifest["input_size"], manifest["input_size"]]
+    if HISTORY_FILE in manifest.get("files", {}):
+        read_history(run_dir, manifest)  # what training_row reads after measuring: refuse it now
     for name in sorted(names):
         path = verify_file(run_dir, manifest, name)
         if not name.endswith(".onnx"):
@@ -240,6 +237,7 @@ def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]
         except Exception as err:  # noqa: BLE001 - a corrupt file is the user's to fix
             raise VggbenchError(f"{path}: not a readable ONNX model ({summarize_error(err)}); "
                                 f"re-export the run dir") from None
+        refuse_external_data(model, path)
         if not model.graph.input:
             raise VggbenchError(f"{path}: the ONNX graph has no input; re-export the run dir")
         dims = [d.dim_value if d.HasField("dim_value") else None
@@ -503,8 +501,6 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
                     row["status"] = "error: no round was timed"
                 if row["status"] == R.STATUS_OK and row["gflops_per_image"] is not None:
                     row["gflops_per_s"] = row["gflops_per_image"] * row["images_per_s"]
-                    if row.get("peak_gflops_per_s"):
-                        row["pct_of_peak"] = 100.0 * row["gflops_per_s"] / row["peak_gflops_per_s"]
                 rows.append(row)
             progress.update(1)
         progress.close()
@@ -583,7 +579,8 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         log: progress lines.
         command: worker command line (tests).
     """
-    from vggbench.platform.cpu import theoretical_fma_peak_gflops
+    from vggbench.bench.ceilings import apply_ceilings
+    from vggbench.platform.cpu import theoretical_peaks
     from vggbench.platform.environment import collect_environment
     from vggbench.platform.load import load_average
 
@@ -620,7 +617,7 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
                 "models": list(infos.values())}
     environment = collect_environment()
     environment["load_average_before"] = load_average()
-    environment["theoretical_peak"] = theoretical_fma_peak_gflops(threads)
+    environment["theoretical_peak"] = theoretical_peaks(threads)
     if any(BACKENDS[b].device_kind == "gpu" for b in backends):
         from vggbench.platform.libraries import gpu_versions
 
@@ -669,10 +666,11 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         full = accuracy_limit is None or all(a["full_test_set"] for a in accuracy_sets.values())
         R.add_accuracy_deltas(rows, infos, full)
         R.add_speedups(rows)
-        training = [row for row in (training_row(run_dir, manifests[run_dir], infos[run_dir], rows)
+        training = [row for row in (training_row(run_dir, manifests[run_dir], infos[run_dir])
                                     for run_dir in infos) if row]
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     environment["load_average_after"] = load_average()
+    ceilings = apply_ceilings(rows, training, environment)
     return {"schema": R.SCHEMA, "environment": environment, "settings": settings, "rows": rows,
-            "training": training}
+            "training": training, "ceilings": ceilings}

@@ -38,6 +38,7 @@ import numpy as np
 
 from vggbench import artifacts, data
 from vggbench.artifacts.layout import ONNX_VARIANT_FILES
+from vggbench.artifacts.reader import refuse_external_data
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.export.onnx import make_portable_file
 from vggbench.messages import say
@@ -159,8 +160,12 @@ def _quantization():
     try:
         import onnxruntime.quantization as quantization
     except ImportError as err:
-        raise VggbenchError(f"onnxruntime.quantization cannot be imported ({err}); "
-                            f"install onnxruntime[quantization] (it needs ml_dtypes<0.6 with numpy<2)") from None
+        # onnxruntime-gpu imports sympy and ml_dtypes here but declares them only under its extras.
+        missing = getattr(err, "name", None) or next((name for name in ("sympy", "ml_dtypes") if name in str(err)), None)
+        fix = (f"pip install {missing} (every vggbench extra installs it: pip install -e \".[gpu]\" or the one you use)"
+               if missing in ("sympy", "ml_dtypes") else "reinstall the extra you use (pip install -e \".[cpu]\")")
+        raise VggbenchError(f"onnxruntime.quantization cannot be imported ({summarize_error(err)}); {fix}; "
+                            f"ml_dtypes must be <0.6 with numpy<2") from None
     return quantization
 
 
@@ -333,9 +338,20 @@ def optimize_run_dir(run_dir, int8: bool = True, fp16: bool = True, calib_images
     import_mxnet(threads)  # data.preprocess runs on MXNet: set its thread count before its first import
     if calib_method not in CALIBRATION_METHODS:
         raise VggbenchError(f"unknown calibration method {calib_method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
+    with artifacts.run_dir_lock(run_dir, "optimize"):  # one writer per run dir: train-export and optimize alike
+        return _write_variants(run_dir, wanted, calib_images, data_dir, max_accuracy_drop_points, seed,
+                               accuracy_limit, calib_method, threads, progress, log)
 
+
+def _write_variants(run_dir: Path, wanted: List[str], calib_images: int, data_dir: Optional[str],
+                    max_accuracy_drop_points: float, seed: int, accuracy_limit: Optional[int], calib_method: str,
+                    threads: int, progress: bool, log: Callable[[str], None]) -> Dict[str, Dict[str, Any]]:
+    """:func:`optimize_run_dir`'s work, under the run dir's lock: build, measure, record each variant."""
     manifest = artifacts.read_manifest(run_dir)
     fp32_path = artifacts.verify_file(run_dir, manifest, FP32_FILE)
+    import onnx
+
+    refuse_external_data(onnx.load(str(fp32_path), load_external_data=False), fp32_path)
     source = {"file": FP32_FILE, "sha256": manifest["files"][FP32_FILE]}
     input_size = int(manifest["input_size"])
 
