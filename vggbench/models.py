@@ -25,6 +25,8 @@ VGG_ARCHITECTURES: Dict[str, Tuple[str, Architecture]] = {
     "vgg16": ("D", ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))),
     "vgg19": ("E", ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))),
 }
+# Width of the two hidden dense layers of VGG and AlexNet (the lesson's; width_ratio leaves it alone).
+DENSE_UNITS = 4096
 BASELINES = {"lenet": "LeNet-5 (sigmoid, avg-pool)", "alexnet": "AlexNet (5 conv + 3 dense)"}
 
 
@@ -77,7 +79,7 @@ def vgg_stack(architecture: Sequence[Tuple[int, int]], batch_norm: bool = False)
     return stack
 
 
-def _classifier_head(classes: int, hidden: int = 4096, dropout: float = 0.5):
+def _classifier_head(classes: int, hidden: int = DENSE_UNITS, dropout: float = 0.5):
     """The lesson's head: Flatten, two Dense(4096)+ReLU+Dropout(0.5), Dense(classes)."""
     nn = _nn()
     head = nn.HybridSequential()
@@ -89,16 +91,17 @@ def _classifier_head(classes: int, hidden: int = 4096, dropout: float = 0.5):
 
 
 def vgg(architecture: Sequence[Tuple[int, int]], classes: int = 10, batch_norm: bool = False,
-        width_ratio: float = 1.0):
+        width_ratio: float = 1.0, dense_units: int = DENSE_UNITS):
     """VGG = ``vgg_stack`` (channels divided by ``width_ratio``) + the lesson's dense head.
 
     ``architecture``: ``(num_convs, channels)`` per block; ``classes``: output logits;
-    ``batch_norm``: BatchNorm after every convolution; ``width_ratio``: divides every conv's channels.
+    ``batch_norm``: BatchNorm after every convolution; ``width_ratio``: divides every conv's channels;
+    ``dense_units``: the head's hidden width.
     """
     nn = _nn()
     scaled = tuple((num_convs, _scaled(channels, width_ratio)) for num_convs, channels in architecture)
     net = nn.HybridSequential()
-    net.add(vgg_stack(scaled, batch_norm), _classifier_head(classes))
+    net.add(vgg_stack(scaled, batch_norm), _classifier_head(classes, dense_units))
     return net
 
 
@@ -119,10 +122,11 @@ def lenet(classes: int = 10, width_ratio: float = 1.0):
     return net
 
 
-def alexnet(classes: int = 10, width_ratio: float = 1.0):
+def alexnet(classes: int = 10, width_ratio: float = 1.0, dense_units: int = DENSE_UNITS):
     """AlexNet as in the course (single-tower, no LRN), for 1-channel Fashion-MNIST.
 
-    ``classes``: output logits; ``width_ratio``: divides every convolution's channels.
+    ``classes``: output logits; ``width_ratio``: divides every convolution's channels;
+    ``dense_units``: the head's hidden width.
     """
     nn = _nn()
     c = lambda channels: _scaled(channels, width_ratio)  # noqa: E731
@@ -135,7 +139,7 @@ def alexnet(classes: int = 10, width_ratio: float = 1.0):
             nn.Conv2D(c(384), kernel_size=3, padding=1, activation="relu"),
             nn.Conv2D(c(256), kernel_size=3, padding=1, activation="relu"),
             nn.MaxPool2D(pool_size=3, strides=2),
-            _classifier_head(classes))
+            _classifier_head(classes, dense_units))
     return net
 
 
@@ -211,21 +215,24 @@ def check_input_size(input_size: int, name: str = "vgg11", flag: str = "--size")
     return input_size
 
 
-def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: float = 1.0):
+def get_model(name: str, classes: int = 10, in_channels: int = 1, width_ratio: float = 1.0,
+              dense_units: int = DENSE_UNITS):
     """Build (uninitialised) model ``name`` (one of :data:`MODEL_NAMES`).
 
     ``classes``: output logits; ``width_ratio``: divides every convolution's channels (1 is full
     width). ``in_channels`` is accepted for symmetry with the input shape; Gluon infers it at the
-    first forward pass, so it only matters to :func:`model_stats`.
+    first forward pass, so it only matters to :func:`model_stats`. ``dense_units``: the hidden
+    width of VGG's and AlexNet's dense head (LeNet's is its own 120/84).
     """
     width_ratio = check_width_ratio(name, width_ratio, flag="width_ratio")
     if classes < 1 or in_channels < 1:
         raise VggbenchError(f"classes and in_channels must be >= 1, got {classes} and {in_channels}")
     if name in VGG_MODELS:
         _, arch, batch_norm = VGG_MODELS[name]
-        return vgg(arch, classes=classes, batch_norm=batch_norm, width_ratio=width_ratio)
-    builder = {"lenet": lenet, "alexnet": alexnet}[name]
-    return builder(classes=classes, width_ratio=width_ratio)
+        return vgg(arch, classes=classes, batch_norm=batch_norm, width_ratio=width_ratio, dense_units=dense_units)
+    if name == "alexnet":
+        return alexnet(classes=classes, width_ratio=width_ratio, dense_units=dense_units)
+    return lenet(classes=classes, width_ratio=width_ratio)
 
 
 def graph_stats(graph, input_shape: Sequence[int]) -> Dict[str, int]:

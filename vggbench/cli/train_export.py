@@ -6,13 +6,15 @@ from vggbench.cli.flags import (
     add_command,
     data_dir_flag,
     input_size,
+    number,
     positive_float,
     positive_int,
     seed_type,
     threads_flag,
 )
-from vggbench.errors import EXIT_OK
+from vggbench.errors import EXIT_OK, VggbenchError
 from vggbench.train.distributed.kvstore import KVSTORES
+from vggbench.train.recipes import RECIPES
 
 NAME = "train-export"
 
@@ -20,12 +22,28 @@ NAME = "train-export"
 def add(sub) -> None:
     p = add_command(sub, NAME, run)
     p.add_argument("model", help="model name, e.g. vgg11, vgg11_bn, vgg16 (see `vggbench models`)")
-    p.add_argument("--size", type=input_size, default=96, help="input size in pixels (default 96; the paper uses 224)")
-    p.add_argument("--epochs", type=positive_int, default=5, help="total epochs (default 5)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch size (default 64)")
-    p.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05)")
-    p.add_argument("--width-ratio", type=positive_float, default=1.0,
-                   help="divide conv channels by this (default 1 = full width; 8 for a quick CPU run)")
+    p.add_argument("--recipe", choices=tuple(RECIPES),
+                   help="training recipe (default: the model's lesson recipe: lenet, alexnet, or vgg for every VGG); "
+                        + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
+    p.add_argument("--size", type=input_size, help="input size in pixels (default 96, or the recipe's; the paper uses 224)")
+    p.add_argument("--epochs", type=positive_int, help="total epochs (default: the recipe's, 5)")
+    p.add_argument("--batch-size", type=positive_int, help="training batch size (default: the recipe's)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: the recipe's: LeNet 0.9, AlexNet 0.01, "
+                                                     "VGG 0.05)")
+    p.add_argument("--width-ratio", type=positive_float,
+                   help="divide conv channels by this (default 1 = full width, or the recipe's; 8 for a quick CPU run)")
+    p.add_argument("--until-plateau", action="store_true",
+                   help="train until held-out accuracy stops improving (see --patience, --min-delta), at most "
+                        "--max-epochs")
+    p.add_argument("--patience", type=positive_int, default=3, metavar="K",
+                   help="--until-plateau: stop after K epochs without an improvement (default 3)")
+    p.add_argument("--min-delta", type=number(float, 0.0), default=0.002, metavar="D",
+                   help="--until-plateau: an improvement must exceed D in held-out accuracy, a fraction (default 0.002)")
+    p.add_argument("--max-epochs", type=positive_int, metavar="M",
+                   help="--until-plateau: the most epochs to train (default: --epochs)")
+    p.add_argument("--holdout", type=number(float, 0.0, below=1.0), metavar="F",
+                   help="hold out this fraction of the training images to measure held-out accuracy every epoch "
+                        "(default 0, or 0.1 with --until-plateau)")
     p.add_argument("--ctx", default="auto", metavar="auto|cpu|gpu|gpu:0,gpu:1",
                    help="devices to train on (default auto: a GPU if MXNet can use one, else CPU)")
     p.add_argument("--train-limit", type=positive_int, metavar="N", help="train on a fixed random N images")
@@ -53,15 +71,19 @@ def add(sub) -> None:
 def run(args) -> int:
     """Train a model on Fashion-MNIST, export MXNet + ONNX, check parity, write a run dir.
 
-    Train MODEL with the lesson's recipe (SGD, Xavier init, softmax cross-entropy), export it to
+    Train MODEL with its lesson's recipe (--recipe names another), export it to
     MXNet symbol/params and ONNX, check ONNX Runtime against MXNet, and write OUT/NAME/ with
     manifest.json. Checkpoints after every epoch; --resume continues.
     """
     from vggbench.workflows import train_export_and_optimize
 
+    if args.max_epochs and not args.until_plateau:
+        raise VggbenchError("--max-epochs bounds --until-plateau; without it use --epochs")
     run_dir = train_export_and_optimize(
-        args.model, optimize=args.optimize, input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit,
+        args.model, optimize=args.optimize, input_size=args.size, epochs=args.max_epochs or args.epochs,
+        batch_size=args.batch_size, lr=args.lr, recipe=args.recipe, until_plateau=args.until_plateau,
+        patience=args.patience, min_delta=args.min_delta, holdout=args.holdout,
+        width_ratio=args.width_ratio, ctx=args.ctx, train_limit=args.train_limit,
         test_limit=args.test_limit, data_dir=args.data_dir, out=args.out, name=args.name, seed=args.seed,
         resume=args.resume, force=args.force, parity_images=args.parity_images, progress=not args.no_progress,
         threads=args.threads, kvstore=args.kvstore, dist_timeout_s=args.dist_timeout)

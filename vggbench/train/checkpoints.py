@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -64,8 +65,9 @@ def check_resumable(checkpoint: Dict[str, Any], recipe: Recipe, index: Path) -> 
     """Refuse (VggbenchError) to resume ``checkpoint`` (read from ``index``) with a ``recipe`` that
     differs from the one it was trained with, or that asks for fewer epochs than it has."""
     saved = checkpoint["recipe"]
-    for key in RESUME_MUST_MATCH:
-        if saved.get(key) != getattr(recipe, key):
+    defaults = {field.name: field.default for field in dataclasses.fields(Recipe)}
+    for key in RESUME_MUST_MATCH:  # a key an older checkpoint lacks had its default then
+        if saved.get(key, defaults.get(key)) != getattr(recipe, key):
             flag = FLAG_OF.get(key, key)
             raise VggbenchError(f"--resume: the checkpoint in {index.parent.parent} was trained with {key} "
                                 f"{saved.get(key)!r}, this run asks for {getattr(recipe, key)!r}; resume with "

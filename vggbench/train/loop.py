@@ -28,18 +28,36 @@ def build_network(recipe: Recipe, contexts: Sequence):
 
     mx.random.seed(recipe.seed)
     np.random.seed(recipe.seed)
-    net = models.get_model(recipe.model, classes=recipe.classes, width_ratio=recipe.width_ratio)
+    net = models.get_model(recipe.model, classes=recipe.classes, width_ratio=recipe.width_ratio,
+                           dense_units=recipe.dense_units)
     net.initialize(recipe.make_initializer(), ctx=list(contexts))
     try:
         net(mx.nd.zeros((1, 1, recipe.input_size, recipe.input_size), ctx=contexts[0])).wait_to_read()
     except mx.base.MXNetError as err:
         raise VggbenchError(f"{recipe.model} cannot run {recipe.input_size}x{recipe.input_size} inputs on "
                             f"{contexts[0]} ({summarize_error(err)}); check --size and --ctx") from None
+    if recipe.init == "torch":
+        _torch_default_biases(net)
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 
 
-def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device", update_on_kvstore: Optional[bool] = None):
+def _torch_default_biases(net) -> None:
+    """Biases drawn as PyTorch's Conv/Linear defaults draw them: uniform in +-1/sqrt(fan-in) of the
+    layer's weight (MXNet initializers set biases to zero). Seeded by ``build_network``'s seed."""
+    mx = import_mxnet()
+
+    params = net.collect_params()
+    for name, param in params.items():
+        weight_name = name[:-len("bias")] + "weight"
+        if name.endswith("bias") and weight_name in params:
+            fan_in = int(np.prod(params[weight_name].shape[1:]))
+            bound = 1.0 / math.sqrt(fan_in)
+            param.set_data(mx.nd.random.uniform(-bound, bound, shape=param.shape))
+
+
+def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device", update_on_kvstore: Optional[bool] = None,
+                  steps_per_epoch: Optional[int] = None):
     """The ``gluon.Trainer`` that updates ``net`` with the recipe's optimizer and learning rate.
 
     ``kvstore``: how gradients of several devices are summed (MXNet's ``device`` or ``local``, a
@@ -47,10 +65,11 @@ def build_trainer(net, recipe: Recipe, *, kvstore: Any = "device", update_on_kvs
     divides the summed gradient by ``n``, the global batch, so a batch split over devices gives the
     update that one device would compute on the whole batch. ``update_on_kvstore``: Gluon's (None:
     MXNet chooses; ``distributed.trainer_options`` says what a ``dist_*`` job needs).
+    ``steps_per_epoch``: optimizer steps in one epoch, for the recipe's learning-rate warm-up.
     """
     gluon = import_mxnet().gluon
 
-    return gluon.Trainer(net.collect_params(), recipe.make_optimizer(), kvstore=kvstore,
+    return gluon.Trainer(net.collect_params(), recipe.make_optimizer(steps_per_epoch), kvstore=kvstore,
                          update_on_kvstore=update_on_kvstore)
 
 

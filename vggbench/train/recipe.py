@@ -21,13 +21,16 @@ PARITY_IMAGES = 256
 # What a Recipe's optimizer, init and loss may name. Optimizers are MXNet's (mx.optimizer.create
 # with the recipe's learning rate and MXNet's other defaults: plain SGD has no momentum or decay).
 OPTIMIZERS = ("sgd", "adam")
-INITIALIZERS = ("xavier", "msra")
+# xavier: Glorot uniform (the lessons'); msra: MXNet's MSRAPrelu defaults; he: He et al. for ReLU
+# (fan-in, gain 2); torch: PyTorch's default Conv/Linear init (uniform +-1/sqrt(fan-in), biases too).
+INITIALIZERS = ("xavier", "msra", "he", "torch")
 LOSSES = ("softmax_cross_entropy",)
 # Resume must continue the same training: these recipe fields must match the checkpoint's.
 RESUME_MUST_MATCH = ("model", "input_size", "width_ratio", "classes", "batch_size", "lr", "seed",
-                     "train_limit", "optimizer", "init", "loss")
+                     "train_limit", "optimizer", "init", "loss", "dense_units", "warmup_epochs", "holdout")
 FLAG_OF = {"input_size": "--size", "width_ratio": "--width-ratio", "batch_size": "--batch-size",
-           "lr": "--lr", "seed": "--seed", "train_limit": "--train-limit"}
+           "lr": "--lr", "seed": "--seed", "train_limit": "--train-limit", "holdout": "--holdout",
+           "init": "--recipe", "optimizer": "--recipe", "warmup_epochs": "--recipe", "dense_units": "--recipe"}
 
 Log = Callable[[str], None]
 
@@ -43,6 +46,13 @@ class Recipe:
     ``seed`` (initialisation, shuffle and dropout), ``train_limit`` (a fixed-seed subset of the
     training split; None: all of it), ``classes``, and what the recipe builds: ``optimizer`` (one
     of :data:`OPTIMIZERS`), ``init`` (:data:`INITIALIZERS`) and ``loss`` (:data:`LOSSES`).
+
+    ``preset`` names the row of :data:`vggbench.train.recipes.RECIPES` the values came from;
+    ``warmup_epochs`` (linear learning-rate warm-up from 0 over that many epochs' steps);
+    ``dense_units`` (width of the VGG/AlexNet dense head, the lesson's 4096). ``holdout``: the
+    fraction of the training subset held out (never trained on) to measure held-out accuracy each
+    epoch; ``until_plateau``: stop when that accuracy has not improved by more than ``min_delta``
+    for ``patience`` epochs, ``epochs`` being the maximum (:mod:`vggbench.train.plateau`).
     """
 
     model: str
@@ -57,6 +67,13 @@ class Recipe:
     optimizer: str = "sgd"
     init: str = "xavier"
     loss: str = "softmax_cross_entropy"
+    preset: str = "vgg"
+    warmup_epochs: float = 0.0
+    dense_units: int = models.DENSE_UNITS
+    holdout: float = 0.0
+    until_plateau: bool = False
+    patience: int = 3
+    min_delta: float = 0.002
 
     def check(self) -> None:
         """Raise a one-line VggbenchError for anything a user can get wrong."""
@@ -76,6 +93,17 @@ class Recipe:
             raise VggbenchError(f"--seed must be in 0..{2 ** 31 - 1}, got {self.seed}")
         if self.train_limit is not None and self.train_limit < 1:
             raise VggbenchError(f"--train-limit must be >= 1, got {self.train_limit}")
+        if not (0 <= self.warmup_epochs < 1000 and math.isfinite(self.warmup_epochs)):
+            raise VggbenchError(f"warmup_epochs must be in 0..1000, got {self.warmup_epochs}")
+        if self.dense_units < 1:
+            raise VggbenchError(f"dense_units must be >= 1, got {self.dense_units}")
+        if not 0 <= self.holdout < 1:
+            raise VggbenchError(f"--holdout must be in [0, 1), got {self.holdout}; 0.1 holds out a tenth")
+        if self.until_plateau and not self.holdout:
+            raise VggbenchError("--until-plateau needs held-out images to watch; give --holdout, e.g. 0.1")
+        if self.patience < 1 or not (self.min_delta >= 0 and math.isfinite(self.min_delta)):
+            raise VggbenchError(f"--patience must be >= 1 and --min-delta >= 0, got {self.patience} and "
+                                f"{self.min_delta}")
 
     def asdict(self) -> Dict[str, Any]:
         """The recipe as the plain dict recorded in the manifest, history and checkpoints."""
@@ -87,18 +115,36 @@ class Recipe:
             raise VggbenchError(f"unknown {field} {value!r} in the training recipe; choose from {', '.join(known)}")
         return value
 
-    def make_optimizer(self):
-        """A new ``mx.optimizer.Optimizer`` named by ``optimizer``, at learning rate ``lr``."""
+    def make_optimizer(self, steps_per_epoch: Optional[int] = None):
+        """A new ``mx.optimizer.Optimizer`` named by ``optimizer``, at learning rate ``lr``.
+
+        With ``warmup_epochs`` the rate rises linearly from 0 to ``lr`` over
+        ``warmup_epochs * steps_per_epoch`` updates (an MXNet scheduler: it travels with the
+        trainer state, so a resumed run continues the same schedule).
+        """
         mx = import_mxnet()
 
-        return mx.optimizer.create(self._choice("optimizer", OPTIMIZERS), learning_rate=self.lr)
+        scheduler = None
+        if self.warmup_epochs:
+            if not steps_per_epoch:
+                raise VggbenchError("a learning-rate warm-up needs the number of steps per epoch; this training "
+                                    "path does not support warmup_epochs")
+            scheduler = mx.lr_scheduler.FactorScheduler(
+                step=2 ** 31 - 1, factor=1.0, base_lr=self.lr, warmup_mode="linear", warmup_begin_lr=0.0,
+                warmup_steps=max(1, int(math.ceil(self.warmup_epochs * steps_per_epoch))))
+        return mx.optimizer.create(self._choice("optimizer", OPTIMIZERS), learning_rate=self.lr,
+                                   lr_scheduler=scheduler)
 
     def make_initializer(self):
-        """The ``mx.init`` initializer named by ``init``: ``xavier`` (Glorot uniform, the lesson's) or
-        ``msra`` (He et al., for ReLU networks)."""
+        """The ``mx.init`` initializer named by ``init`` (:data:`INITIALIZERS`). ``torch``'s biases
+        are drawn afterwards by ``loop.build_network`` (they need the weight's fan-in)."""
         mx = import_mxnet()
 
-        return {"xavier": mx.init.Xavier, "msra": mx.init.MSRAPrelu}[self._choice("init", INITIALIZERS)]()
+        return {"xavier": lambda: mx.init.Xavier(),
+                "msra": lambda: mx.init.MSRAPrelu(),
+                "he": lambda: mx.init.MSRAPrelu(factor_type="in", slope=0.0),
+                "torch": lambda: mx.init.Xavier(rnd_type="uniform", factor_type="in", magnitude=1.0),
+                }[self._choice("init", INITIALIZERS)]()
 
     def make_loss(self):
         """The Gluon loss named by ``loss`` (per-example values; the Trainer divides by the batch)."""

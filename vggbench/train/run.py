@@ -20,7 +20,7 @@ from vggbench.messages import say
 from vggbench.platform.cpu import cpu_model
 from vggbench.platform.environment import gpus, package_versions, utc_now
 from vggbench.platform.mxnet import import_mxnet, mxnet_threads, mxnet_threads_source, resolve_threads
-from vggbench.train import distributed
+from vggbench.train import distributed, plateau
 from vggbench.train.checkpoints import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint
 from vggbench.train.curves import plot_history
 from vggbench.train.devices import resolve_contexts
@@ -43,6 +43,7 @@ from vggbench.train.recipe import (
     Recipe,
     epoch_seed,
 )
+from vggbench.train.recipes import describe_choice, recipe_for_model, resolve_recipe
 
 # --- the run dir -----------------------------------------------------------------------------------
 
@@ -75,12 +76,17 @@ def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -
     return None
 
 
-def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_size: int = 64,
-                 lr: float = 0.05, width_ratio: float = 1.0, ctx: str = "auto",
+def train_export(model: str, *, input_size: Optional[int] = None, epochs: Optional[int] = None,
+                 batch_size: Optional[int] = None, lr: Optional[float] = None,
+                 width_ratio: Optional[float] = None, ctx: str = "auto",
                  train_limit: Optional[int] = None, test_limit: Optional[int] = None,
                  data_dir: Optional[str] = None, out: str = "runs", name: Optional[str] = None,
                  seed: int = 0, resume: bool = False, force: bool = False,
-                 optimizer: str = "sgd", init: str = "xavier", loss: str = "softmax_cross_entropy",
+                 optimizer: Optional[str] = None, init: Optional[str] = None,
+                 loss: str = "softmax_cross_entropy", recipe: Optional[str] = None,
+                 warmup_epochs: Optional[float] = None, dense_units: Optional[int] = None,
+                 holdout: Optional[float] = None, until_plateau: bool = False, patience: int = 3,
+                 min_delta: float = 0.002,
                  threads: Optional[int] = None, parity_images: int = PARITY_IMAGES,
                  parity_max_abs_diff: float = export.PARITY_MAX_ABS_DIFF,
                  parity_min_top1_agreement: float = export.PARITY_MIN_TOP1_AGREEMENT,
@@ -91,7 +97,13 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
 
     Parameters:
         model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
-            loss: the :class:`Recipe`.
+            loss, warmup_epochs, dense_units, holdout, until_plateau, patience, min_delta: the
+            :class:`Recipe`; None takes the value of the named ``recipe``.
+        recipe: a row of :data:`vggbench.train.recipes.RECIPES` (default: the model's lesson
+            recipe: ``lenet``, ``alexnet`` or ``vgg``); said in one line.
+        until_plateau: train until held-out accuracy (``holdout`` of the training subset, 0.1 by
+            default) has not improved by more than ``min_delta`` for ``patience`` epochs, at most
+            ``epochs``; why it stopped goes to history.json and the manifest.
         ctx: the devices (:func:`resolve_contexts`).
         threads: CPU threads for MXNet and ONNX Runtime; None: ``$OMP_NUM_THREADS``, else the
             physical cores. MXNet takes it only at its first import in the process (the CLI's
@@ -117,9 +129,12 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
     lists is complete.
     """
     started = utc_now()
-    recipe = Recipe(model=model, input_size=input_size, width_ratio=float(width_ratio), epochs=epochs,
-                    batch_size=batch_size, lr=float(lr), seed=seed, train_limit=train_limit,
-                    optimizer=optimizer, init=init, loss=loss)
+    models.check_model_name(model)
+    explicit = {"input_size": input_size, "width_ratio": width_ratio, "epochs": epochs, "batch_size": batch_size,
+                "lr": lr, "optimizer": optimizer, "init": init, "warmup_epochs": warmup_epochs,
+                "dense_units": dense_units, "holdout": holdout}
+    recipe, named = resolve_recipe(model, recipe, seed=seed, train_limit=train_limit, loss=loss,
+                                   until_plateau=until_plateau, patience=patience, min_delta=min_delta, **explicit)
     recipe.check()
     if test_limit is not None and test_limit < 1:
         raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
@@ -127,10 +142,16 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
     threads = resolve_threads(threads)[0]
     import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
-    name = name or artifacts.default_run_name(model, input_size, recipe.width_ratio)
+    name = name or artifacts.default_run_name(model, recipe.input_size, recipe.width_ratio) + (
+        f"-{recipe.preset}" if recipe.preset != recipe_for_model(model) else "")
     run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
     run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
+    run_info["recipe_source"] = {"name": named.name, "summary": named.summary, "source": named.source}
+    log(describe_choice(named, recipe, explicit))
     kvstore = distributed.check_kvstore(kvstore)
+    if distributed.is_distributed(kvstore) and (recipe.until_plateau or recipe.holdout or recipe.warmup_epochs):
+        raise VggbenchError(f"--kvstore {kvstore}: --until-plateau, --holdout and warm-up recipes run on one machine "
+                            f"only; drop them, or train with --kvstore device")
     if distributed.is_distributed(kvstore):  # issue 12: this process is one worker of a job
         return _train_export_distributed(recipe, kvstore, ctx, run_dir, resume, force, data_dir, test_limit,
                                          parity_images, run_info, dist_timeout_s, progress, log)
@@ -141,19 +162,24 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
         log(device_note)
         train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
         test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
+        (train_x, train_y), holdout_split = plateau.split_holdout(train_x, train_y, recipe.holdout, seed)
         net = build_network(recipe, contexts)
-        trainer = build_trainer(net, recipe, kvstore=kvstore)
+        trainer = build_trainer(net, recipe, kvstore=kvstore,
+                                steps_per_epoch=-(-len(train_y) // recipe.batch_size))
         created = not run_dir.exists()
         try:
             if checkpoint is not None:
                 load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
             history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
-            log(f"training {model} (width ratio {recipe.width_ratio:g}) at {input_size}x{input_size} on "
-                f"{len(train_y)} images, testing on {len(test_y)}; {recipe.optimizer} lr {recipe.lr:g}, "
-                f"batch {batch_size}, {epochs} epoch(s), seed {seed}")
-            for epoch in range(len(history) + 1, recipe.epochs + 1):
-                row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, epoch, contexts,
-                                                             (train_x, train_y), (test_x, test_y), progress)
+            log(f"training {model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x{recipe.input_size} "
+                f"on {len(train_y)} images (held out: {len(holdout_split[1])}), testing on {len(test_y)}; "
+                f"{recipe.optimizer} lr {recipe.lr:g}, batch {recipe.batch_size}, init {recipe.init}, "
+                + (f"until a plateau (patience {recipe.patience}, min delta {recipe.min_delta:g}), at most "
+                   if recipe.until_plateau else "") + f"{recipe.epochs} epoch(s), seed {seed}")
+            while (reason := _stop_reason(recipe, history)) is None:
+                row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, len(history) + 1, contexts,
+                                                             (train_x, train_y), (test_x, test_y), progress,
+                                                             holdout_split)
                 _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
                 created = False  # from here on the run dir holds a resumable checkpoint: keep it
         except BaseException:
@@ -163,7 +189,16 @@ def train_export(model: str, *, input_size: int = 96, epochs: int = 5, batch_siz
 
         run_info["distributed"] = distributed.distributed_recipe_fields(distributed.DistInfo(kvstore), contexts,
                                                                          recipe.batch_size)
+        run_info["stop"] = plateau.stop_summary(history, reason, recipe.until_plateau, recipe.patience,
+                                                recipe.min_delta, recipe.epochs)
+        log(run_info["stop"]["line"])
         return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+
+
+def _stop_reason(recipe: Recipe, history: List[Dict[str, Any]]) -> Optional[str]:
+    """Why training stops after the epochs in ``history`` (:func:`plateau.stop_reason`), or None."""
+    return plateau.stop_reason([row.get("holdout_accuracy", 0.0) for row in history], len(history), recipe.epochs,
+                               recipe.until_plateau, recipe.patience, recipe.min_delta)
 
 
 def _run_info(test_limit: Optional[int], data_dir: Optional[str], started: str, threads: int,
@@ -210,26 +245,30 @@ def _record_epoch(run_dir: Path, net, trainer, recipe: Recipe, history: List[Dic
     """Append the epoch's history ``row`` and curve points, log them, and checkpoint."""
     history.append(row)
     steps.extend(epoch_steps)
-    log(f"epoch {row['epoch']}/{recipe.epochs}: train loss {row['train_loss']:.4f}, train acc "
-        f"{row['train_accuracy']:.4f}, test acc {row['test_accuracy']:.4f} ({row['test_images']} "
-        f"images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
+    held = f", held-out acc {row['holdout_accuracy']:.4f}" if row.get("holdout_accuracy") is not None else ""
+    log(f"epoch {row['epoch']}/{recipe.epochs}{' (at most)' if recipe.until_plateau else ''}: train loss "
+        f"{row['train_loss']:.4f}, train acc {row['train_accuracy']:.4f}{held}, test acc {row['test_accuracy']:.4f} "
+        f"({row['test_images']} images), {row['seconds']:.0f} s, {row['images_per_s']:.0f} img/s")
     save_checkpoint(run_dir, net, trainer, recipe, history, steps)
 
 
 def _train_and_test_one_epoch(net, trainer, recipe: Recipe, epoch: int, contexts: Sequence, train_split,
-                              test_split, progress: bool) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
-    """One epoch of training, the divergence checks, then the test accuracy: one history row."""
+                              test_split, progress: bool, holdout_split=None
+                              ) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+    """One epoch of training, the divergence checks, then the test (and held-out) accuracy: one
+    history row."""
     loader = data.data_loader(*train_split, recipe.input_size, recipe.batch_size, shuffle=True,
                               seed=epoch_seed(recipe.seed, epoch))
     stats = train_epoch(net, trainer, recipe.make_loss(), loader, contexts, epoch, recipe.epochs, recipe.lr,
                         progress)
-    return _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
+    return _test_one_epoch(net, recipe, epoch, contexts, test_split, stats, holdout_split)
 
 
 def _test_one_epoch(net, recipe: Recipe, epoch: int, contexts: Sequence, test_split,
-                    stats: Dict[str, Any]) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
+                    stats: Dict[str, Any], holdout_split=None) -> Tuple[Dict[str, Any], List[Dict[str, float]]]:
     """After ``epoch``'s training (``train_epoch``'s ``stats``): the divergence checks and the test
-    accuracy on ``test_split``; returns the history row and the epoch's curve points."""
+    accuracy on ``test_split`` (and the held-out accuracy on a non-empty ``holdout_split``);
+    returns the history row and the epoch's curve points."""
     check_finite_weights(net, epoch, recipe.lr)
     try:
         test_accuracy, test_images = evaluate(net, *test_split, recipe.input_size, contexts)
@@ -237,7 +276,10 @@ def _test_one_epoch(net, recipe: Recipe, epoch: int, contexts: Sequence, test_sp
         raise VggbenchError(f"test logits became nan/inf after epoch {epoch}; lower --lr "
                             f"(now {recipe.lr:g})") from None
     steps = stats.pop("steps")
-    return {"epoch": epoch, **stats, "test_accuracy": test_accuracy, "test_images": test_images}, steps
+    row = {"epoch": epoch, **stats, "test_accuracy": test_accuracy, "test_images": test_images}
+    if holdout_split is not None and len(holdout_split[1]):
+        row["holdout_accuracy"], row["holdout_images"] = evaluate(net, *holdout_split, recipe.input_size, contexts)
+    return row, steps
 
 
 def _clear_previous_run(run_dir: Path) -> None:
@@ -267,7 +309,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
     export.check_parity(result, tolerance["max_abs_diff"], tolerance["min_top1_agreement"])
 
     artifacts.write_json_atomic(run_dir / HISTORY_FILE, {"recipe": recipe.asdict(), "epochs": history,
-                                                         "steps": steps})
+                                                         "steps": steps, "stop": run_info.get("stop")})
     plot_history(history, steps, run_dir / CURVES_FILE, recipe.loss)
 
     manifest: Dict[str, Any] = {
@@ -283,6 +325,9 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
         "class_names": list(data.CLASS_NAMES),
         "preprocess": "bilinear resize to input_size, scale to [0,1], NCHW float32 (vggbench.data.preprocess)",
         "recipe": recipe.asdict(),
+        "recipe_source": run_info.get("recipe_source"),
+        "stop": run_info.get("stop"),
+        "epochs_trained": len(history),
         "model_stats": export.exported_model_stats(run_dir, recipe.input_size),
         "train_images": history[-1]["train_images"],
         "train_seconds": sum(row["seconds"] for row in history),
