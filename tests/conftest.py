@@ -5,15 +5,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import QUICK_BENCH, TINY_RECIPE, TINY_RUN_NAME, add_opt_variant, make_untrained_run_dir, real_data_dir
+from helpers import (
+    QUICK_BENCH,
+    TINY_RECIPE,
+    TINY_RUN_NAME,
+    add_opt_variant,
+    full_data_dir,
+    make_untrained_run_dir,
+    real_data_dir,
+)
 
 # Tests import what they share from tests/helpers.py, never from this file.
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real Fashion-MNIST files (tox sets VGGBENCH_DATA to ../shared/data/fashion-mnist)."""
+    """The committed real Fashion-MNIST subset (tests/data: 2,000 training and 1,000 test images)."""
     return real_data_dir()
+
+
+@pytest.fixture(scope="session")
+def full_data() -> Path:
+    """The full published Fashion-MNIST ($VGGBENCH_DATA, else the download cache); the test is
+    skipped, with the reason, when neither holds it. Tests using it carry the ``full_data`` marker."""
+    return full_data_dir()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "full_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_data)
 
 
 @pytest.fixture(scope="session")

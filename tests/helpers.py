@@ -5,10 +5,16 @@ Plain functions, not fixtures, so both conftests can import them; they stay out 
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+# The committed real subset of Fashion-MNIST (tests/data/README.md): the first 200 training and the
+# first 100 test images of each class, in the original order and IDX gzip format.
+SUBSET_DATA = Path(__file__).resolve().parent / "data"
+SUBSET_TRAIN_IMAGES, SUBSET_TEST_IMAGES = 2000, 1000
+# The user's own choice of the full set, read before real_data_dir() points VGGBENCH_DATA at the subset.
+FULL_DATA_ENV = os.environ.get("VGGBENCH_DATA")
 
 # A real training run small enough for the test suite: vgg11_bn at width 1/32, 96x96, 1024 training
 # and 256 test images, 2 epochs (tests/conftest.py ``trained_run``).
@@ -20,19 +26,50 @@ QUICK_BENCH = dict(batch_sizes=[1, 4], warmup=1, rounds=3, iters=2, accuracy_lim
 
 
 def real_data_dir() -> Path:
-    """The real Fashion-MNIST files: $VGGBENCH_DATA (tox sets it), else ../shared beside the repo.
+    """The committed real Fashion-MNIST subset (tests/data), what every data test reads by default.
 
-    Fails the session (not skips it) when the files are missing: every data test needs them.
+    Also sets ``VGGBENCH_DATA`` to it, so child processes and commands run without ``--data-dir``
+    read it too. Fails the session (not skips it) when a file is missing: the repository is broken.
     """
     import pytest
 
     from vggbench.data import missing_files
 
-    path = Path(os.environ.get("VGGBENCH_DATA") or DEFAULT_DATA)
-    if missing_files(path):
-        pytest.fail(f"real Fashion-MNIST files missing in {path}; set VGGBENCH_DATA")
-    os.environ["VGGBENCH_DATA"] = str(path)
-    return path
+    if missing_files(SUBSET_DATA):
+        pytest.fail(f"the committed test data in {SUBSET_DATA} is incomplete: {', '.join(missing_files(SUBSET_DATA))}")
+    os.environ["VGGBENCH_DATA"] = str(SUBSET_DATA)
+    return SUBSET_DATA
+
+
+@functools.lru_cache(maxsize=None)
+def _find_full_data():
+    """``(folder, None)`` for a verified full set, else ``(None, why not)``."""
+    from vggbench.data import ALL_FILES, default_data_dir
+    from vggbench.download import check_folder
+
+    folder, named = (Path(FULL_DATA_ENV), "VGGBENCH_DATA") if FULL_DATA_ENV else (default_data_dir(), "the download cache")
+    if not folder.is_dir():
+        return None, f"VGGBENCH_DATA is not set and {named} {folder} does not exist" if not FULL_DATA_ENV \
+            else f"{named} {folder} is not a folder"
+    bad = [check.line() for check in check_folder(folder, ALL_FILES) if not check.ok]
+    if bad:
+        return None, f"{named} {folder} does not hold the published files ({bad[0]}{' ...' if len(bad) > 1 else ''})"
+    return folder, None
+
+
+def full_data_dir() -> Path:
+    """The full published Fashion-MNIST (60,000 + 10,000 images): ``$VGGBENCH_DATA`` as the session
+    started, else the download cache, every file checked against its published checksums.
+
+    Skips the test, saying why and how to get the set, when neither holds it. For ``full_data``
+    tests only: the rest read :func:`real_data_dir`.
+    """
+    import pytest
+
+    folder, why_not = _find_full_data()
+    if folder is None:
+        pytest.skip(f"needs the full Fashion-MNIST: {why_not}; run `vggbench data download` or set VGGBENCH_DATA")
+    return folder
 
 
 def make_untrained_run_dir(run_dir: Path, model: str = "vgg11", input_size: int = 96,

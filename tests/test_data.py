@@ -4,19 +4,45 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
 
 import numpy as np
 import pytest
+from helpers import SUBSET_TEST_IMAGES, SUBSET_TRAIN_IMAGES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vggbench import VggbenchError, data
+from vggbench import VggbenchError, data, download
 
 
-def test_real_training_and_test_sets_load_with_their_documented_properties(data_dir):
+def test_the_committed_subset_loads_with_its_documented_properties(data_dir):
+    """tests/data/README.md: the first 200 training and 100 test images of each class, in order."""
     train_x, train_y = data.load_fashion_mnist(str(data_dir), train=True)
     test_x, test_y = data.load_fashion_mnist(str(data_dir), train=False)
+    assert train_x.shape == (SUBSET_TRAIN_IMAGES, 28, 28) and train_x.dtype == np.uint8
+    assert test_x.shape == (SUBSET_TEST_IMAGES, 28, 28) and test_y.shape == (SUBSET_TEST_IMAGES,)
+    assert np.bincount(train_y).tolist() == [200] * 10
+    assert np.bincount(test_y).tolist() == [100] * 10
+    # The cut keeps the original order, so the subset starts with the full set's first images.
+    assert train_y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert test_y[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+    assert train_x.mean() == pytest.approx(73.0444, abs=1e-4)
+    assert test_x.mean() == pytest.approx(72.6709, abs=1e-4)
+
+
+def test_the_committed_subset_is_the_full_sets_first_images_of_each_class(data_dir, full_data):
+    """What tools/cut_test_subset.py promises, checked against the published files themselves."""
+    for train, per_class in ((True, 200), (False, 100)):
+        full_x, full_y = data.load_fashion_mnist(str(full_data), train=train)
+        sub_x, sub_y = data.load_fashion_mnist(str(data_dir), train=train)
+        keep = np.sort(np.concatenate([np.flatnonzero(full_y == label)[:per_class] for label in range(10)]))
+        assert np.array_equal(sub_y, full_y[keep]) and np.array_equal(sub_x, full_x[keep])
+
+
+def test_the_full_training_and_test_sets_load_with_their_documented_properties(full_data):
+    train_x, train_y = data.load_fashion_mnist(str(full_data), train=True)
+    test_x, test_y = data.load_fashion_mnist(str(full_data), train=False)
     assert train_x.shape == (60000, 28, 28) and train_x.dtype == np.uint8
     assert test_x.shape == (10000, 28, 28) and test_y.shape == (10000,)
     assert np.bincount(train_y).tolist() == [6000] * 10
@@ -85,7 +111,7 @@ def test_truncated_file_names_the_file_and_the_problem(data_dir, tmp_path):
     labels = target / "t10k-labels-idx1-ubyte.gz"
     raw = gzip.decompress(labels.read_bytes())
     labels.write_bytes(gzip.compress(raw[:-100]))
-    with pytest.raises(VggbenchError, match=r"t10k-labels-idx1-ubyte.gz: 9908 bytes.*truncated"):
+    with pytest.raises(VggbenchError, match=rf"t10k-labels-idx1-ubyte.gz: {len(raw) - 100} bytes.*truncated"):
         data.load_fashion_mnist(str(target), train=False)
 
 
@@ -103,33 +129,41 @@ def test_corrupt_gzip_and_swapped_files_are_named(data_dir, tmp_path):
 def test_mismatched_counts_are_rejected(data_dir, tmp_path):
     target = _copy_data(data_dir, tmp_path)
     shutil.copy(target / "train-labels-idx1-ubyte.gz", target / "t10k-labels-idx1-ubyte.gz")
-    with pytest.raises(VggbenchError, match="10000 images but .* 60000 labels"):
+    with pytest.raises(VggbenchError, match=f"{SUBSET_TEST_IMAGES} images but .* {SUBSET_TRAIN_IMAGES} labels"):
         data.load_fashion_mnist(str(target), train=False)
 
 
-def test_missing_files_offline_name_each_missing_file_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_download_with_gluon", lambda path: None)  # the offline case
+def test_missing_files_name_each_missing_file_once(tmp_path):
     with pytest.raises(VggbenchError) as err:
-        data.load_fashion_mnist(str(tmp_path))
+        data.ensure_data(str(tmp_path), download=False)
     message = str(err.value)
     assert "\n" not in message and "--data-dir" in message and data.DATA_ENV_VAR in message
     assert message.startswith(f"none of the Fashion-MNIST files are in {tmp_path}")
     assert [message.count(name) for name in data.ALL_FILES] == [1, 1, 1, 1]
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
     with pytest.raises(VggbenchError) as err:
-        data.load_fashion_mnist(str(tmp_path))
+        data.ensure_data(str(tmp_path), download=False)
     message = str(err.value)
     assert [message.count(name) for name in data.ALL_FILES] == [0, 1, 1, 1]
     assert "1 of the 4 are there" in message
 
 
-def test_real_offline_download_attempt_fails_cleanly(tmp_path, monkeypatch):
-    """A download that cannot reach its server (Gluon's real download code, pointed at a closed
-    loopback port so the test never downloads, online or not) reports the missing files, not a
-    traceback."""
-    monkeypatch.setenv("MXNET_GLUON_REPO", "http://127.0.0.1:9/")
-    with pytest.raises(VggbenchError, match="none of the Fashion-MNIST files are in"):
-        data.ensure_data(str(tmp_path))
+def test_an_offline_download_attempt_is_one_line_and_leaves_nothing(tmp_path):
+    """Zalando's and Gluon's URLs swapped for closed loopback ports (the test never downloads, online
+    or not): the error names both sources and how to use a copy; no file or folder is left."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        ports = first.getsockname()[1], second.getsockname()[1]
+    sources = [download.mirror_of_originals(f"http://127.0.0.1:{ports[0]}/fashion"),
+               download.gluon_mirror(f"http://127.0.0.1:{ports[1]}/")]
+    with pytest.raises(VggbenchError) as err:
+        data.ensure_data(str(tmp_path), sources=sources, progress=False)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"cannot download {data.ALL_FILES[0]} (and 3 more after it)")
+    assert f"127.0.0.1:{ports[0]}/fashion" in message and f"127.0.0.1:{ports[1]}/gluon/dataset/fashion-mnist" in message
+    assert "--data-dir" in message and data.DATA_ENV_VAR in message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_mistyped_data_dir_is_an_error_and_is_not_created(tmp_path, monkeypatch):
@@ -143,16 +177,6 @@ def test_a_mistyped_data_dir_is_an_error_and_is_not_created(tmp_path, monkeypatc
     with pytest.raises(VggbenchError, match="is a file, not a folder"):
         data.ensure_data(str(tmp_path / "a-file"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
-
-
-def test_only_the_default_cache_dir_is_created_for_the_download(tmp_path, monkeypatch):
-    monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    tried = []
-    monkeypatch.setattr(data, "_download_with_gluon", lambda path: tried.append(path))
-    with pytest.raises(VggbenchError, match="none of the Fashion-MNIST files"):
-        data.ensure_data(None)
-    assert tried == [tmp_path / "cache" / "vggbench" / "fashion-mnist"]
 
 
 def test_data_dir_resolution_order(tmp_path, monkeypatch):

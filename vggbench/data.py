@@ -1,9 +1,8 @@
 """Fashion-MNIST: find the files, read and validate the IDX format, preprocess like the lesson.
 
-We read the four original gzip IDX files ourselves. Gluon's ``FashionMNIST`` class verifies the
-sha1 of MXNet's own mirror copies (which differ byte-wise from Zalando's originals), so given the
-originals it would try to download again; we use it only to download when files are missing and
-the machine is online.
+We read the four original gzip IDX files ourselves. Missing files are downloaded by
+:mod:`vggbench.download`: Zalando's originals first, Gluon's mirror second, every file checked
+against its source's published checksums.
 
 Data dir resolution: ``--data-dir`` flag > ``VGGBENCH_DATA`` env var > the default cache dir.
 Only the default cache dir is ever created (for the download): a mistyped ``--data-dir`` is an
@@ -76,17 +75,22 @@ def missing_files(data_dir: Path) -> list:
     return [name for name in ALL_FILES if not (Path(data_dir) / name).is_file()]
 
 
-def ensure_data(data_dir: Optional[str] = None, download: bool = True) -> Path:
-    """Return a data dir holding the four files, downloading them with Gluon when possible.
+def ensure_data(data_dir: Optional[str] = None, download: bool = True, sources=None,
+                progress: bool = True) -> Path:
+    """Return a data dir holding the four files, downloading the missing ones.
 
     Parameters:
         data_dir: ``--data-dir``; None means ``$VGGBENCH_DATA``, else :func:`default_data_dir`.
             A folder named by the flag or the variable must exist: it is never created (a typo
             would otherwise become an empty folder and a download attempt). Only the default
             cache dir is created, to download into.
-        download: try Gluon's download when files are missing (fails quietly offline).
+        download: fetch missing files (:func:`vggbench.download.download_files`); False: report them.
+        sources: the :class:`vggbench.download.Source` list to try in order (None: Zalando, then
+            Gluon's mirror).
+        progress: a progress bar per downloaded file on stderr.
 
-    Raises a one-line VggbenchError naming each missing file once.
+    Raises a one-line VggbenchError naming each missing file once (``download=False``), or naming
+    every source tried when none delivered a file.
     """
     path = resolve_data_dir(data_dir)
     source = "--data-dir" if data_dir else DATA_ENV_VAR if os.environ.get(DATA_ENV_VAR) else None
@@ -96,7 +100,10 @@ def ensure_data(data_dir: Optional[str] = None, download: bool = True) -> Path:
                             f"(or unset it to download Fashion-MNIST into {default_data_dir()})")
     missing = missing_files(path)
     if missing and download:
-        _download_with_gluon(path)
+        from vggbench.download import download_files
+        from vggbench.messages import say
+
+        download_files(path, missing, sources, progress=progress, log=say)
         missing = missing_files(path)
     if missing:
         raise VggbenchError(missing_files_message(path, missing))
@@ -111,24 +118,7 @@ def missing_files_message(path: Path, missing: Sequence[str]) -> str:
         found = (f"Fashion-MNIST files missing in {path}: {', '.join(missing)} "
                  f"({len(ALL_FILES) - len(missing)} of the {len(ALL_FILES)} are there)")
     return (f"{found}; put them there, or point --data-dir or {DATA_ENV_VAR} at a folder that has them "
-            f"(online, leaving both unset downloads them)")
-
-
-def _download_with_gluon(path: Path) -> None:
-    """Online path: Gluon's own dataset class fetches the files into ``path``.
-
-    Any failure (typically: no network) is swallowed here; the caller then reports the missing
-    files in one line.
-    """
-    try:
-        FashionMNIST = import_mxnet().gluon.data.vision.FashionMNIST
-
-        if not path.is_dir():  # only the default cache dir gets here without existing
-            path.mkdir(parents=True, exist_ok=True)
-        for train in (True, False):
-            FashionMNIST(root=str(path), train=train)
-    except Exception:  # noqa: BLE001 - offline or mirror down: report missing files instead
-        pass
+            f"(`vggbench data download` fetches them)")
 
 
 def _gzip_error(path: Path, err: BaseException) -> VggbenchError:

@@ -14,12 +14,12 @@ import sys
 from typing import List, Optional
 
 from vggbench import __version__
-from vggbench.cli import bench, bench_table, compare, doctor, exercises, launch, models, optimize, train_export
+from vggbench.cli import bench, bench_table, compare, data, doctor, exercises, launch, models, optimize, train_export
 from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
 from vggbench.messages import set_quiet
 
 # The commands in workflow order: `vggbench --help` lists them so. Each module has NAME, add(sub), run(args).
-COMMANDS = (models, train_export, optimize, bench, compare, exercises, launch, doctor, bench_table)
+COMMANDS = (data, models, train_export, optimize, bench, compare, exercises, launch, doctor, bench_table)
 
 
 def build_parser() -> argparse.ArgumentParser:
