@@ -188,7 +188,9 @@ class Worker:
 # --- the worker side ----------------------------------------------------------------------------------
 
 def _device(backend: str, gpu: int) -> str:
-    return "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
+    from vggbench.runtimes import backend_device
+
+    return str(backend_device(backend, gpu))
 
 
 class _WorkerState:
@@ -254,8 +256,8 @@ class _WorkerState:
             def make(size):
                 return timing.openvino_gemm(size, self.threads, dtype)
         else:
-            if dtype == "int8":
-                raise VggbenchError("MXNet rows are fp32 only; no int8 peak")
+            if dtype in ("int8", "bfloat16"):
+                raise VggbenchError(f"no MXNet {dtype} GEMM peak (nd.dot has no {dtype} CPU kernel)")
 
             def make(size):
                 return timing.mxnet_gemm(size, self.device, dtype)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 SYS_CPU_DIR = "/sys/devices/system/cpu"
 
@@ -49,6 +49,23 @@ def cpu_flags() -> list:
 def cpu_flag_set() -> set:
     """Every flag of this CPU in /proc/cpuinfo (empty off Linux)."""
     return _all_cpu_flags(_cpuinfo_processors())
+
+
+# CPU flags that give bfloat16 arithmetic units (AMX tiles, AVX-512 BF16 dot products).
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def bf16_unavailable_reason(flags: Optional[Iterable[str]] = None) -> Optional[str]:
+    """Why this CPU has no bfloat16 units (None when ``flags`` has amx_bf16 or avx512_bf16).
+
+    Parameters:
+        flags: the CPU's flags; None reads this machine's /proc/cpuinfo.
+    """
+    flags = cpu_flag_set() if flags is None else set(flags)
+    if any(flag in flags for flag in BF16_CPU_FLAGS):
+        return None
+    return ("this CPU has no bfloat16 units (no amx_bf16 or avx512_bf16 in /proc/cpuinfo): bf16 would be "
+            "emulated, slower than fp32")
 
 
 def physical_cores() -> int:

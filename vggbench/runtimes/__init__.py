@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from vggbench.errors import VggbenchError
+from vggbench.platform.devices import Device
 from vggbench.runtimes.backends import BACKENDS
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
@@ -25,9 +26,20 @@ def check_backend_name(backend: str) -> None:
         raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
 
 
+def backend_device(backend: str, gpu_index: int = 0) -> Device:
+    """The device ``backend`` runs on: the CPU, or GPU ``gpu_index`` for a GPU backend."""
+    return Device.of_kind(BACKENDS[backend].device_kind, gpu_index)
+
+
 def _device(backend: str, device: Optional[str]) -> str:
     """``device``, or the backend's own kind when None: ``cpu``, or ``gpu`` (GPU 0)."""
     return device or BACKENDS[backend].device_kind
+
+
+def _gpu_index(backend: str, device: Optional[str]) -> int:
+    """The GPU index of ``device`` for a GPU backend (0 for a CPU backend or the default device)."""
+    target = Device.parse(_device(backend, device))
+    return target.index if target.is_gpu else 0
 
 
 def unavailable_reason(backend: str, precision: str = "fp32", device: Optional[str] = None) -> Optional[str]:
@@ -38,14 +50,14 @@ def unavailable_reason(backend: str, precision: str = "fp32", device: Optional[s
     if backend in MXNET_BACKENDS:
         from vggbench.runtimes import mxnet_runtime
 
-        return mxnet_runtime.unavailable_reason(precision, device)
+        return mxnet_runtime.unavailable_reason(precision, device, backend)
     if BACKENDS[backend].family == "openvino":
         from vggbench.runtimes import openvino_runtime
 
         return openvino_runtime.unavailable_reason(precision)
     from vggbench.runtimes import ort_runtime
 
-    return ort_runtime.unavailable_reason(backend, precision)
+    return ort_runtime.unavailable_reason(backend, precision, _gpu_index(backend, device))
 
 
 def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optional[str] = None,
@@ -74,8 +86,9 @@ def load_runtime(backend: str, run_dir, precision: str = "fp32", device: Optiona
                                batch_sizes=options.get("batch_sizes", ()))
     from vggbench.runtimes.ort_runtime import ORTRuntime
 
+    options.setdefault("device_id", _gpu_index(backend, device))
     return ORTRuntime(run_dir, backend=backend, precision=precision, threads=threads, **options)
 
 
 __all__ = ["BACKENDS", "GPU_BACKENDS", "MXNET_BACKENDS", "BackendUnavailable", "Runtime",
-           "check_backend_name", "load_runtime", "unavailable_reason"]
+           "backend_device", "check_backend_name", "load_runtime", "unavailable_reason"]

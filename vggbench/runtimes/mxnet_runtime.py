@@ -15,7 +15,9 @@ import numpy as np
 
 from vggbench.artifacts.layout import INPUT_NAME, PARAMS_FILE, SYMBOL_FILE
 from vggbench.artifacts.manifest import read_manifest, verify_file
-from vggbench.errors import summarize_error
+from vggbench.errors import VggbenchError, summarize_error
+from vggbench.platform.devices import Device
+from vggbench.platform.cpu import bf16_unavailable_reason
 from vggbench.platform.mxnet import import_mxnet
 from vggbench.runtimes.backends import unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
@@ -30,38 +32,37 @@ def mxnet_default_threads() -> int:
     return mxnet_platform.mxnet_threads() or mxnet_platform.mxnet_default_threads()[0]
 
 
-def parse_device(device: str):
-    """'cpu', 'gpu' or 'gpu:N' -> (kind, index)."""
-    kind, _, index = device.partition(":")
-    if kind not in ("cpu", "gpu") or (index and not index.isdigit()):
-        raise BackendUnavailable(f"device {device!r} is not one of cpu, gpu, gpu:N")
-    return kind, int(index or 0)
+def parse_device(device: str) -> Device:
+    """``cpu``, ``gpu`` or ``gpu:N`` -> a :class:`~vggbench.platform.devices.Device` (BackendUnavailable otherwise)."""
+    try:
+        return Device.parse(device)
+    except VggbenchError as err:
+        raise BackendUnavailable(str(err)) from None
 
 
-def unavailable_reason(precision: str = "fp32", device: str = "cpu") -> Optional[str]:
-    """Why the MXNet runners cannot run ``precision`` on ``device`` (cpu, gpu, gpu:N) here, or None."""
-    reason = unsupported_reason("mxnet", precision)
+def unavailable_reason(precision: str = "fp32", device: str = "cpu", backend: str = "mxnet-hybrid") -> Optional[str]:
+    """Why the MXNet runner ``backend`` cannot run ``precision`` on ``device`` (cpu, gpu, gpu:N)
+    here, or None. bf16 (``mxnet-hybrid`` on the CPU) needs a CPU with bfloat16 units."""
+    reason = unsupported_reason(backend, precision)
     if reason:
         return reason
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        return None
-    from vggbench.platform.gpu import mxnet_gpu_unavailable_reason, visible_inventory
+    target = parse_device(device)
+    if not target.is_gpu:
+        return bf16_unavailable_reason() if precision == "bf16" else None
+    from vggbench.platform.gpu import mxnet_device_unavailable_reason, visible_inventory
+    from vggbench.platform.mxnet import mxnet_cuda_facts
 
     mx = import_mxnet()
-    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
-    if not has_cuda:
-        return mxnet_gpu_unavailable_reason(None, mxnet_has_cuda=False)
-    if mx.context.num_gpus() <= index:
-        return f"MXNet sees {mx.context.num_gpus()} GPU(s), gpu:{index} requested"
-    for gpu in visible_inventory()[index:index + 1]:
-        reason = mxnet_gpu_unavailable_reason(gpu.compute_capability, gpu.name)
-        if reason:
-            return reason
+    index = target.index
+    has_cuda, count, count_error = mxnet_cuda_facts()
+    reason = mxnet_device_unavailable_reason(index, count, visible_inventory() if has_cuda else [], has_cuda,
+                                             count_error)
+    if reason:
+        return reason
     try:  # a real kernel launch catches what the checks above cannot
         (mx.nd.ones((1, 1, 8, 8), ctx=mx.gpu(index)) * 2).wait_to_read()
     except mx.base.MXNetError as err:
-        return f"MXNet cannot run on gpu:{index}: {summarize_error(err)}"
+        return f"MXNet cannot run on {target}: {summarize_error(err)}"
     return None
 
 
@@ -94,29 +95,34 @@ class MXNetRuntime(Runtime):
         run_dir: a run dir; the symbol and params files are checked against the manifest first.
         hybrid: True loads the exported graph (``mxnet-hybrid``); False rebuilds the Gluon model
             from the manifest and copies the weights in (``mxnet``, imperative).
-        precision: ``fp32`` only.
+        precision: ``fp32``, or ``bf16`` (hybrid, CPU): the exported graph converted by MXNet's AMP
+            (``amp.convert_hybrid_block``: bfloat16 weights and math where AMP converts, float32
+            in/out).
         device: ``cpu``, ``gpu`` or ``gpu:N``.
         threads: recorded only: MXNet's thread count is fixed when mxnet is imported.
     """
 
     def __init__(self, run_dir, hybrid: bool = True, precision: str = "fp32", device: str = "cpu",
                  threads: Optional[int] = None):
-        reason = unavailable_reason(precision, device)
+        self.backend = "mxnet-hybrid" if hybrid else "mxnet"
+        reason = unavailable_reason(precision, device, self.backend)
         if reason:
             raise BackendUnavailable(reason)
         mx = import_mxnet()
 
-        self.backend = "mxnet-hybrid" if hybrid else "mxnet"
         self.precision, self.device = precision, device
         self.threads = threads or mxnet_default_threads()
-        kind, index = parse_device(device)
-        self._ctx = mx.cpu() if kind == "cpu" else mx.gpu(index)
+        target = parse_device(device)
+        self._ctx = mx.gpu(target.index) if target.is_gpu else mx.cpu()
         manifest = read_manifest(run_dir)
         symbol_path = verify_file(run_dir, manifest, SYMBOL_FILE)
         params_path = verify_file(run_dir, manifest, PARAMS_FILE)
         size, channels = manifest["input_size"], manifest.get("in_channels", 1)
+        self._bf16_params = None
         if hybrid:
             self._net = load_exported(symbol_path, params_path, self._ctx)
+            if precision == "bf16":
+                self._net, self._bf16_params = to_bfloat16(self._net, self._ctx)
         else:
             from vggbench.models import get_model
 
@@ -153,10 +159,32 @@ class MXNetRuntime(Runtime):
         info.update({"threads": self.threads, "mxnet": mx.__version__,
                      "hybridized": self.backend == "mxnet-hybrid",
                      "static_alloc": self.backend == "mxnet-hybrid"})
+        if self._bf16_params is not None:
+            info.update(amp_target_dtype="bfloat16", bf16_params=self._bf16_params)
         return info
 
     def close(self) -> None:
         self._net = self._staged = self._staged_output = None
+
+
+def to_bfloat16(block, ctx):
+    """``block`` converted to bfloat16 by MXNet's AMP (weights stored in bf16, float32 in/out),
+    hybridized, with the number of its bf16 parameters (none converted is refused, so a "bf16"
+    row never times float32)."""
+    import warnings
+
+    import_mxnet()
+    from mxnet.contrib import amp
+
+    with warnings.catch_warnings():  # as in load_exported: 'data' has no type; it is float32
+        warnings.simplefilter("ignore")
+        converted = amp.convert_hybrid_block(block, target_dtype="bfloat16", ctx=ctx, cast_optional_params=True)
+    converted.hybridize(static_alloc=True, static_shape=True)
+    # MXNet's bfloat16 is the numpy structured dtype [('bfloat16', '<u2')]
+    bf16_params = sum(1 for p in converted.collect_params().values() if np.dtype(p.dtype).names == ("bfloat16",))
+    if not bf16_params:
+        raise BackendUnavailable("MXNet's AMP converted no parameter to bfloat16")
+    return converted, bf16_params
 
 
 def load_exported(symbol_path: Path, params_path: Path, ctx=None):

@@ -24,6 +24,7 @@ import numpy as np
 from vggbench.artifacts.layout import ONNX_VARIANT_FILES
 from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.errors import VggbenchError
+from vggbench.platform.cpu import bf16_unavailable_reason
 from vggbench.runtimes.backends import PRECISIONS, unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
@@ -31,8 +32,6 @@ from vggbench.runtimes.base import BackendUnavailable, Runtime
 # f32: the quantized convolutions execute in int8 (u8 x i8) either way, the rest stays float32 as in
 # the ONNX Runtime int8 row.
 INFERENCE_PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
-# CPU flags that give bfloat16 arithmetic units (AMX tiles, AVX-512 BF16 dot products).
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 # Layers whose precision decides the speed: what the row reports as "executes in".
 COMPUTE_LAYER_TYPES = ("Convolution", "FullyConnected", "MatMul")
 # Static-shape compiles kept per precision (the sweep's batch sizes plus the accuracy pass's).
@@ -47,19 +46,6 @@ def openvino_version() -> Optional[str]:
         return metadata.version("openvino")
     except metadata.PackageNotFoundError:
         return None
-
-
-def bf16_unavailable_reason(flags: Iterable[str]) -> Optional[str]:
-    """Why this CPU has no bfloat16 units (None when ``flags`` has amx_bf16 or avx512_bf16).
-
-    Parameters:
-        flags: the CPU's flags (``/proc/cpuinfo``).
-    """
-    flags = set(flags)
-    if any(flag in flags for flag in BF16_CPU_FLAGS):
-        return None
-    return ("this CPU has no bfloat16 units (no amx_bf16 or avx512_bf16 in /proc/cpuinfo): OpenVINO would "
-            "emulate bf16 slower than fp32")
 
 
 def unavailable_reason(precision: str = "fp32", flags: Optional[Iterable[str]] = None) -> Optional[str]:
@@ -77,10 +63,6 @@ def unavailable_reason(precision: str = "fp32", flags: Optional[Iterable[str]] =
     if openvino_version() is None:
         return "openvino is not installed (pip install openvino)"
     if precision == "bf16":
-        if flags is None:
-            from vggbench.platform.cpu import cpu_flag_set
-
-            flags = cpu_flag_set()
         return bf16_unavailable_reason(flags)
     return None
 
