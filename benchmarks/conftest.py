@@ -80,7 +80,7 @@ def suite() -> Suite:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real Fashion-MNIST files (tox sets VGGBENCH_DATA)."""
+    """The committed real Fashion-MNIST subset (tests/data: 2,000 training and 1,000 test images)."""
     return real_data_dir()
 
 
