@@ -276,7 +276,18 @@ def render_results(results: Dict, pivot: bool = False) -> str:
     if results.get("training"):
         parts += ["Training (from each run's history):", training_table(results["training"]), TRAINING_NOTE, ""]
     parts += results_notes(results)
+    if results.get("recommendations"):
+        parts += ["", "Recommendation (fastest within the accuracy budget):", recommendation_table(results), ""]
     return "\n".join(parts)
+
+
+def recommendation_table(results: Dict) -> str:
+    """The results' recommendations (``compare``) as a table with its one-line note under it."""
+    from vggbench.bench.recommend import recommendation_lines, recommendation_note
+
+    recommendations = results["recommendations"]
+    return "\n".join([tabulate(recommendation_lines(recommendations), headers="keys", tablefmt="github",
+                                disable_numparse=True), recommendation_note(recommendations)])
 
 
 def csv_text(rows: Sequence[Dict]) -> str:
@@ -305,18 +316,23 @@ def markdown_report(results: Dict) -> str:
     lines += [f"{line}  " for line in footnotes.lines()]
     if results.get("training"):
         lines += ["", "## Training", "", training_table(results["training"]), "", TRAINING_NOTE]
+    if results.get("recommendations"):
+        lines += ["", "## Recommendation", "", recommendation_table(results)]
     lines += ["", "## What was timed", ""]
     lines += [f"- {note.strip()}" for note in results_notes(results)]
     return "\n".join(lines) + "\n"
 
 
-def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
+def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
+                   recommendations: Optional[Sequence[Dict]] = None) -> bytes:
     """Throughput vs batch size with 95% CI error bars, one line per (model,) backend + precision,
     one panel per input size; returns the PNG bytes.
 
     Parameters:
         rows: result rows.
         mode: which mode to plot (default end-to-end when present).
+        recommendations: ``compare``'s recommendations: each recommended point is ringed and
+            labelled with its backend and precision.
     """
     import matplotlib
 
@@ -350,6 +366,12 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
             points.sort()
             ax.errorbar([p[0] for p in points], [p[1] for p in points],
                         yerr=[[p[2] for p in points], [p[3] for p in points]], fmt="o-", capsize=3, label=label)
+        for item in recommendations or ():
+            if item.get("backend") and item["mode"] == mode and item["input_size"] == size:
+                ax.plot([item["batch_size"]], [item["images_per_s"]], "o", markersize=14, markerfacecolor="none",
+                        markeredgecolor="black", markeredgewidth=1.5)
+                ax.annotate(f"deploy: {item['backend']} {item['precision']}", (item["batch_size"], item["images_per_s"]),
+                            textcoords="offset points", xytext=(0, 10), ha="center", fontsize="x-small")
         ax.set_xscale("log", base=2)
         ax.set_xticks(batches)
         ax.set_xticklabels([str(b) for b in batches])
@@ -369,25 +391,38 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
 
 
 
-def accuracy_curves_png(labels: Dict[str, str], histories: Dict[str, List[Dict]]) -> bytes:
-    """Test accuracy per epoch of several runs on one plot; returns PNG bytes.
+def accuracy_curves_png(labels: Dict[str, str], histories: Dict[str, List[Dict]], title: str = "") -> bytes:
+    """Test accuracy of several runs on one figure, against epochs (left) and against training
+    seconds (right, where the time to an accuracy reads off); returns PNG bytes.
 
     Parameters:
         labels: run dir -> legend label.
-        histories: run dir -> ``[{"epoch", "test_accuracy"}, ...]``.
+        histories: run dir -> ``[{"epoch", "test_accuracy", "seconds"}, ...]`` (``seconds``: that
+            epoch's training time; the right panel sums them).
+        title: the figure's title.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (by_epoch, by_time) = plt.subplots(1, 2, figsize=(12, 4.5))
     for run_dir, label in labels.items():
         points = histories.get(run_dir) or []
-        ax.plot([p["epoch"] for p in points], [100 * p["test_accuracy"] for p in points], "o-", label=label)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Same recipe, same epochs, 96x96")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+        accuracy = [100 * p["test_accuracy"] for p in points]
+        by_epoch.plot([p["epoch"] for p in points], accuracy, "o-", markersize=3, label=label)
+        elapsed, total = [], 0.0
+        for p in points:
+            total += float(p.get("seconds") or 0.0)
+            elapsed.append(total / 60)
+        by_time.plot(elapsed, accuracy, "o-", markersize=3, label=label)
+    by_epoch.set(xlabel="epoch", ylabel="test accuracy (%)")
+    by_time.set(xlabel="training time (min, evaluation excluded)", ylabel="test accuracy (%)")
+    for axes in (by_epoch, by_time):
+        axes.grid(True, alpha=0.3)
+    by_epoch.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -395,39 +430,88 @@ def accuracy_curves_png(labels: Dict[str, str], histories: Dict[str, List[Dict]]
     return buffer.getvalue()
 
 
+_STOPPED = {"plateau": "plateau", "max_epochs": "max epochs", "epochs": "fixed epochs"}
+
+
+def _minutes_cell(seconds: Optional[float]) -> str:
+    return "not reached" if seconds is None else f"{seconds / 60:.1f}"
+
+
 def exercises_markdown(published: Dict[str, Any]) -> str:
-    """The exercises' tables: one per exercise, one line per model run, speed per backend.
+    """The exercises' page: one table per exercise (one line per run: recipe, size, cost, accuracy
+    at its plateau, epochs, why it stopped, time to the exercise's common accuracy, speed per
+    backend), the settings every run shared, and each exercise's plot.
 
     Parameters:
-        published: ``{"results", "histories", "exercises"}`` from :func:`vggbench.workflows.exercises`.
+        published: from :func:`vggbench.workflows.exercises`.
     """
     results = published["results"]
     ok = [r for r in results["rows"] if r.get("status") == STATUS_OK]
     backends = list(dict.fromkeys(r["backend"] for r in ok))
     env = results.get("environment", {})
-    settings = results["settings"]
-    cell = (f"batch {', '.join(map(str, settings.get('batch_sizes', [])))}, "
-            f"{', '.join(MODE_SHORT.get(m, m) for m in settings.get('modes', []))}, {settings.get('threads')} threads")
+    bench = results["settings"]
+    train = published.get("settings", {})
+    cell = (f"batch {', '.join(map(str, bench.get('batch_sizes', [])))}, "
+            f"{', '.join(MODE_SHORT.get(m, m) for m in bench.get('modes', []))}, {bench.get('threads')} threads")
     lines = ["# The lesson's exercises, measured", "",
-             f"Measured {env.get('timestamp', '?')} on {env.get('cpu', '?')} ({env.get('cores', '?')} cores); "
-             f"images/s at {cell} (median ±95% CI, ~ = did not reach ±2%); test accuracy on "
-             f"{settings.get('accuracy_limit') or 10000} test images after the same training. "
-             f"{settings.get('timing_policy', '')}.", ""]
+             f"Measured {env.get('timestamp', '?')} on {env.get('cpu', '?')} ({env.get('cores', '?')} cores). "
+             f"Every model trained with its own lesson's recipe on the same fixed {train.get('train_limit') or 60000}"
+             f"-image training subset, {100 * train.get('holdout', 0):g}% of it held out, until its held-out accuracy "
+             f"had not improved by more than {100 * train.get('min_delta', 0):g} points for {train.get('patience')} "
+             f"epochs (at most {train.get('max_epochs')} epochs); test accuracy on "
+             f"{bench.get('accuracy_limit') or 10000} test images after the last epoch. Training took "
+             f"{published.get('training_wall_s', 0) / 60:.0f} min of wall time here. Images/s at {cell} "
+             f"(median ±95% CI, ~ = did not reach ±2%). {bench.get('timing_policy', '')}.", ""]
     for exercise in published["exercises"]:
+        common = exercise.get("common_accuracy")
         lines += [f"## {exercise['title']}", ""]
         table = []
-        for run_dir in exercise["run_dirs"]:
-            mine = [r for r in ok if r["run_dir"] == run_dir]
-            info = next((m for m in results["settings"]["models"] if m["run_dir"] == run_dir), {})
-            history = published["histories"].get(run_dir) or [{}]
-            row = {"model": info.get("model"), "size": info.get("input_size"),
-                   "width ÷": f"{info.get('width_ratio', 1):g}", "params": f"{info.get('params', 0):,}",
+        for run in exercise["runs"]:
+            info = next((m for m in bench["models"] if m["run_dir"] == run["run_dir"]), {})
+            row = {"model": run["model"], "recipe": run["recipe"], "size": run["input_size"],
+                   "width ÷": f"{run['width_ratio']:g}", "params": f"{info.get('params', 0):,}",
                    "GFLOPs/image": f"{info.get('gflops_per_image', 0):.3f}",
-                   "test accuracy %": _pct(history[-1].get("test_accuracy"))}
+                   "test acc %": _pct(run["test_accuracy"]), "best held-out %": _pct(run.get("best_holdout_accuracy")),
+                   "epochs (to plateau)": f"{run['epochs_trained']} ({run.get('best_epoch') or '-'})",
+                   "stopped": _STOPPED.get(run.get("stop_reason"), run.get("stop_reason") or "?"),
+                   "train min": f"{run['train_seconds'] / 60:.1f}",
+                   f"min to {_pct(common) or '-'}%": _minutes_cell(run.get("seconds_to_common"))}
             for backend in backends:
-                found = next((r for r in mine if r["backend"] == backend), None)
-                row[f"{backend} images/s"] = images_per_s_cell(found) if found else "-"
+                found = next((r for r in ok if r["run_dir"] == run["run_dir"] and r["backend"] == backend), None)
+                row[f"{backend} img/s"] = images_per_s_cell(found) if found else "-"
             table.append(row)
         lines += [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]
-    lines += ["![test accuracy per epoch](baselines.png)", ""]
+        if common is not None:
+            lines += [f"Common accuracy {_pct(common)}%: the lowest final test accuracy among the runs that learned "
+                      f"(best test accuracy >= 50%); 'min to' is the training time (evaluation excluded) until a run's "
+                      f"test accuracy first reached it.", ""]
+        lines += [f"![{exercise['name']}: test accuracy against epochs and training time]({exercise['name']}.png)", ""]
+    return "\n".join(lines)
+
+
+def reproduction_markdown(published: Dict[str, Any]) -> str:
+    """The reproduction page: the published test accuracy per epoch beside ours, and the recipe.
+
+    Parameters:
+        published: from :func:`vggbench.workflows.reproduce`.
+    """
+    recipe, source = published["recipe"], published.get("recipe_source") or {}
+    theirs = published.get("published_test_accuracy") or []
+    rows = []
+    for index, ours in enumerate(published["ours"]):
+        mine, their = ours["test_accuracy"], theirs[index] if index < len(theirs) else None
+        rows.append({"epoch": ours["epoch"], "published test acc %": _pct(their), "ours test acc %": _pct(mine),
+                     "gap (points)": None if their is None else f"{100 * (mine - their):+.2f}",
+                     "our train images": ours["train_images"], "our test images": ours["test_images"],
+                     "our epoch s": f"{ours['seconds']:.0f}"})
+    device = published.get("device") or {}
+    lines = ["# The published narrow VGG-11 result, reproduced", "",
+             f"Source: {source.get('source', '?')}.", "",
+             f"Recipe ({source.get('name', '?')}): {recipe['model']} at width 1/{recipe['width_ratio']:g} with a "
+             f"{recipe['dense_units']}-wide dense head, {recipe['input_size']}x{recipe['input_size']}, "
+             f"{recipe['optimizer']} lr {recipe['lr']:g}, batch {recipe['batch_size']}, init {recipe['init']}, "
+             f"{recipe['epochs']} epochs over {recipe.get('train_limit') or 60000} training images. Trained on "
+             f"{device.get('cpu', '?')} ({', '.join(device.get('contexts', []))}), "
+             f"{(published.get('timestamps') or {}).get('started', '?')}.", "",
+             tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True), ""]
     return "\n".join(lines)

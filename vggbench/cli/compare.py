@@ -31,6 +31,9 @@ def add(sub) -> None:
     p.add_argument("--csv", metavar="FILE", help="write every row as CSV")
     p.add_argument("--markdown", metavar="FILE", help="write the tables and notes as Markdown")
     p.add_argument("--plot", metavar="FILE.png", help="plot throughput vs batch size with 95%% CI error bars")
+    p.add_argument("--max-accuracy-drop", type=float, default=0.5, metavar="POINTS",
+                   help="the recommendation (last table) is the fastest backend x precision whose top-1 on the "
+                        "real test set is at most this many percentage points below fp32 (default 0.5)")
     bench_flags(p, "backends to run or show (default: all; unavailable ones show as rows)")
 
 
@@ -49,5 +52,6 @@ def run(args) -> int:
     bench_options = bench_kwargs(args)
     results = compare(args.run_dirs, models=args.models, sizes=args.sizes, backends=args.backends,
                       runs_dir=args.runs_dir, width_ratio=args.width_ratio, train=args.train,
-                      train_options=train_options, from_files=args.from_files, say=print, **bench_options)
+                      train_options=train_options, from_files=args.from_files, say=print,
+                      max_accuracy_drop_points=args.max_accuracy_drop, **bench_options)
     return print_and_write(results, args, pivot=True)
