@@ -206,8 +206,8 @@ def download_files(data_dir, file_names: Sequence[str], sources: Optional[Sequen
             continue
         tried = []
         for source in sources:
-            if source.name in dead:
-                tried.append(f"{source.label()}: {dead[source.name]}")
+            if source.label() in dead:
+                tried.append(f"{source.label()}: {dead[source.label()]}")
                 continue
             if name not in source.checksums:
                 continue
@@ -217,19 +217,21 @@ def download_files(data_dir, file_names: Sequence[str], sources: Optional[Sequen
             except _Refused as refused:
                 tried.append(f"{source.label()}: {refused}")
                 if refused.source_dead:
-                    dead[source.name] = str(refused)
+                    dead[source.label()] = str(refused)
                 continue
             fetched[name] = source.name
             if log is not None:
                 log(f"downloaded {name} from {source.name}, checksums verified")
             break
         else:
-            raise VggbenchError(offline_message(data_dir, name, file_names[position + 1:], tried))
+            later = [other for other in file_names[position + 1:] if not (data_dir / other).is_file()]
+            raise VggbenchError(offline_message(data_dir, name, later, tried))
     return fetched
 
 
 def offline_message(data_dir: Path, name: str, later: Sequence[str], tried: Sequence[str]) -> str:
-    """One line: the file no source delivered, each source tried and why, and how to use a copy."""
+    """One line: the file no source delivered (and how many ``later`` missing ones were not tried),
+    each source tried and why, and how to use a copy."""
     also = f" (and {len(later)} more after it)" if later else ""
     where = "; ".join(tried) if tried else "no source lists it"
     return (f"cannot download {name}{also} into {data_dir}: {where}; copy the four Fashion-MNIST .gz files "
