@@ -8,9 +8,7 @@ speedup can be rebuilt from the JSON alone (``vggbench compare --from``).
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -40,6 +38,13 @@ ROW_KEYS = (
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_min_ms",
     "warmup",
     "gflops_per_image", "gflops_per_s", "peak_gflops_per_s", "pct_of_peak", "peak_kernel",
+    "ceiling_gflops_per_s", "ceiling_source",
+    "memory_idle_rss_bytes", "memory_library_rss_bytes", "memory_load_rss_bytes", "memory_peak_rss_bytes",
+    "memory_peak_method", "gpu_memory_used_bytes", "gpu_memory_note",
+    "model_file_bytes", "parameter_bytes", "parameter_count",
+    "load_library_s", "load_session_s", "load_first_inference_s", "load_second_inference_s",
+    "load_inference_batch_size",
+    "energy_j_per_image", "energy_source", "energy_reason",
     "top1_accuracy", "accuracy_images", "accuracy_delta_vs_mxnet_points", "accuracy_reference",
     "speedup_vs_mxnet_hybrid", "speedup_ci_low", "speedup_ci_high", "speedup_pairs", "speedup_clear",
     "variant_flagged", "variant_accuracy_drop_points",
@@ -178,24 +183,59 @@ def write_results(path, results: Dict[str, Any]) -> None:
     write_json_atomic(path, dict(results, rows=rows))
 
 
+# The row fields a report formats, by type (a newer writer's extra keys are left alone).
+_ROW_TEXT = ("device", "precision", "mode", "noisy_reason", "stop_reason", "peak_kernel", "ceiling_source",
+             "memory_peak_method", "gpu_memory_note", "energy_source", "energy_reason", "accuracy_reference",
+             "busy_warning", "run_dir")
+_ROW_COUNTS = ("input_size", "batch_size", "rounds", "calls", "warmup", "accuracy_images", "speedup_pairs", "threads",
+               "load_inference_batch_size")
+_ROW_FLAGS = ("noisy", "speedup_clear", "variant_flagged")
+_ROW_OBJECTS = ("context", "runtime")
+MAX_RESULT_ROWS = 1_000_000
+MAX_ROUNDS_PER_ROW = 1_000_000
+
+
+def _row_schema() -> Dict[str, Any]:
+    from vggbench.artifacts.reader import Field, finite
+
+    text, count = Field((str, type(None))), Field((int, type(None)), check=finite(0), wanted=">= 0")
+    schema: Dict[str, Any] = {key: Field((str,), required=True) for key in ("model", "backend", "status")}
+    schema.update({key: text for key in _ROW_TEXT})
+    schema.update({key: count for key in _ROW_COUNTS})
+    schema.update({key: Field((bool, type(None))) for key in _ROW_FLAGS})
+    schema.update({key: Field((dict, type(None))) for key in _ROW_OBJECTS})
+    schema["round_images_per_s"] = Field(
+        (list, type(None)), check=lambda v: v is None or (len(v) <= MAX_ROUNDS_PER_ROW and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)),
+        wanted=f"a list of at most {MAX_ROUNDS_PER_ROW} finite numbers")
+    number = Field((int, float, type(None)), check=finite(), wanted="a finite number")
+    schema.update({key: number for key in ROW_KEYS if key not in schema})
+    return schema
+
+
 def _read_results_file(path) -> Dict[str, Any]:
-    try:
-        size = Path(path).stat().st_size
-        if size > MAX_RESULTS_BYTES:
-            raise VggbenchError(f"{path}: {size} bytes is too large for a vggbench results file "
-                                f"(limit {MAX_RESULTS_BYTES >> 20} MiB)")
-        with open(path) as handle:
-            doc = json.load(handle)
-    except OSError as err:
-        raise VggbenchError(f"{path}: cannot read results file ({err.strerror})") from None
-    except ValueError as err:
-        raise VggbenchError(f"{path}: not valid JSON ({err}); write it with `vggbench bench --json`") from None
+    """One results file, bounded and typed (:mod:`vggbench.artifacts.reader`): every row field a
+    report formats has its type, or the file is refused in one line naming the row and key."""
+    from vggbench.artifacts.reader import check_fields, check_list, read_json
+
+    fix = "write it with `vggbench bench --json`"
+    doc = read_json(path, MAX_RESULTS_BYTES, "results file", fix=fix)
     if not isinstance(doc, dict) or doc.get("schema") not in READABLE_SCHEMAS or not isinstance(doc.get("rows"), list):
         raise VggbenchError(f"{path}: not a vggbench results file (schema {SCHEMA!r} expected, "
                             f"got {doc.get('schema') if isinstance(doc, dict) else type(doc).__name__!r})")
+    check_fields(doc, {"environment": ((dict,), False, None, ""), "settings": ((dict,), False, None, ""),
+                       "training": ((list, type(None)), False, None, "")}, str(path), "", fix)
+    check_list(doc["rows"], str(path), "'rows'", MAX_RESULT_ROWS, fix)
+    schema = _row_schema()
     for index, row in enumerate(doc["rows"]):
-        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("model", "backend", "status")):
+        if not isinstance(row, dict):
             raise VggbenchError(f"{path}: row {index} is not a result row (needs model, backend and status)")
+        check_fields(row, schema, str(path), f"'rows'[{index}].", fix)
+    number = ((int, float, type(None)), False, lambda v: v is None or math.isfinite(v), "a finite number")
+    training_schema = {key: number for key in ("train_images_per_s", "train_gflops_per_s", "pct_of_peak",
+                                                "input_size", "width_ratio", "epoch", "threads", "batch_size")}
+    for index, row in enumerate(doc.get("training") or []):
+        check_fields(row, training_schema, str(path), f"'training'[{index}].", fix)
     return doc
 
 
@@ -207,19 +247,26 @@ def load_results(paths: Sequence) -> Dict[str, Any]:
     """
     if not paths:
         raise VggbenchError("--from needs at least one results JSON file (written by `vggbench bench --json`)")
-    rows, environments, settings = [], [], []
+    from vggbench.bench.ceilings import apply_ceilings
+
+    rows, environments, settings, training, ceilings = [], [], [], [], []
     for path in paths:
         doc = _read_results_file(path)
         file_rows = [dict({key: None for key in ROW_KEYS}, **row, source=str(path)) for row in doc["rows"]]
         if all(row.get("speedup_vs_mxnet_hybrid") is None for row in file_rows):
             add_speedups(file_rows)
+        file_training = [dict(row, source=str(path)) for row in doc.get("training") or [] if isinstance(row, dict)]
+        # Every file's % of peak against its own machine's ceilings (files of the previous release
+        # measured each row against its own runtime's GEMM).
+        ceilings += apply_ceilings(file_rows, file_training, doc.get("environment", {}))
         rows += file_rows
+        training += file_training
         environments.append(doc.get("environment", {}))
         settings.append(doc.get("settings", {}))
     merged_settings = dict(settings[0]) if len(settings) == 1 else {"from_settings": settings}
     merged_settings["from"] = [str(p) for p in paths]
     return {"schema": SCHEMA, "environment": environments[0], "environments": environments,
-            "settings": merged_settings, "rows": rows}
+            "settings": merged_settings, "rows": rows, "training": training, "ceilings": ceilings}
 
 
 def filter_rows(rows: Sequence[Dict[str, Any]], models=None, sizes=None, backends=None) -> List[Dict[str, Any]]:
