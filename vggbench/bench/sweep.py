@@ -30,6 +30,7 @@ manifest, ONNX input shape against the manifest): a tampered or missing file is 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -42,18 +43,21 @@ import numpy as np
 from vggbench.artifacts.layout import ONNX_VARIANT_FILES
 from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.bench import results as R
+from vggbench.bench.stats import RoundSettings
 from vggbench.bench.timing import CPU_PEAK_SIZES, GPU_PEAK_SIZES, PEAK_DTYPES, latency_summary
 from vggbench.bench.worker import DEFAULT_TIMEOUT_S, Worker, WorkerDied
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.messages import say
 from vggbench.platform import cpu, load
 from vggbench.platform.mxnet import resolve_threads
+from vggbench.runtimes import backend_device
 from vggbench.runtimes.backends import BACKENDS, PRECISIONS, unsupported_reason
+from vggbench.runtimes.ort_runtime import OrtOptions
 
 DEFAULT_BACKENDS = tuple(BACKENDS)
 DEFAULT_BATCH_SIZES = (1, 16, 64)
 DEFAULT_MODES = ("end-to-end", "compute-only")
-DEFAULT_WARMUP = 2
+DEFAULT_WARMUP = RoundSettings.warmup
 ACCURACY_BATCH_SIZE = 64
 # Pause between two rounds, so a runtime's spinning pool threads (ONNX Runtime, OpenMP) go idle
 # before the next backend's round starts.
@@ -65,47 +69,9 @@ Log = Callable[[str], None]
 def check_policy(warmup: int = DEFAULT_WARMUP, rounds: Optional[int] = None, iters: Optional[int] = None,
                  target_ci_pct: Optional[float] = None, max_seconds: Optional[float] = None,
                  round_s: Optional[float] = None) -> Dict[str, Any]:
-    """Validate the round policy; returns it as a dict (with a ``description`` in words).
-
-    Defaults per device kind are :data:`vggbench.bench.stats.CPU_ROUNDS` / :data:`~vggbench.bench.stats.GPU_ROUNDS`.
-
-    Parameters:
-        warmup: untimed calls per row before its first round; they size the rounds, so 0 needs ``iters``.
-        rounds: a fixed number of rounds per row (no convergence), or None.
-        iters: a fixed number of calls per round, or None (sized to ``round_s``).
-        target_ci_pct: stop when every row's 95% CI half-width is under this % of its median.
-        max_seconds: per-row budget of its own round time (None = the device kind's default).
-        round_s: round length in seconds (None = the device kind's default).
-    """
-    from vggbench.bench.stats import CPU_ROUNDS, GPU_ROUNDS
-
-    if warmup < 0:
-        raise VggbenchError(f"--warmup must be >= 0, got {warmup}")
-    if warmup == 0 and not iters:
-        raise VggbenchError("--warmup 0 needs --iters N: the warm-up calls size the rounds")
-    for name, value in (("--rounds", rounds), ("--iters", iters)):
-        if value is not None and value < 1:
-            raise VggbenchError(f"{name} must be >= 1, got {value}")
-    for name, value in (("--target-ci", target_ci_pct), ("--max-seconds", max_seconds),
-                        ("--round-seconds", round_s)):
-        if value is not None and not (value > 0 and np.isfinite(value)):
-            raise VggbenchError(f"{name} must be a positive number, got {value}")
-    if iters:
-        calls = f"{iters} call(s)"
-    else:
-        calls = (f"calls filling >= {round_s or CPU_ROUNDS.round_min_s:g} s (GPU: >= "
-                 f"{round_s or GPU_ROUNDS.round_min_s:g} s and {GPU_ROUNDS.round_min_calls} calls)")
-    target = target_ci_pct or CPU_ROUNDS.target_ci_pct
-    if rounds:
-        stop = f"exactly {rounds} round(s) per row"
-    else:
-        stop = (f"rounds until every row's 95% CI of the median is within +-{target:g}% (at least "
-                f"{CPU_ROUNDS.min_rounds} rounds; at most {max_seconds or CPU_ROUNDS.max_seconds:g} s of a row's own "
-                f"rounds (GPU {max_seconds or GPU_ROUNDS.max_seconds:g} s), else it is marked noisy)")
-    return {"warmup": warmup, "rounds": rounds, "iters": iters, "target_ci_pct": target_ci_pct,
-            "max_seconds": max_seconds, "round_s": round_s,
-            "description": f"{warmup} warm-up call(s) per row, then interleaved rounds of {calls}, one round per "
-                           f"backend in turn; {stop}"}
+    """Validate a round policy given as keywords; returns its results-JSON form
+    (:meth:`vggbench.bench.stats.RoundSettings.to_dict`, with a ``description`` in words)."""
+    return RoundSettings(warmup, rounds, iters, target_ci_pct, max_seconds, round_s).to_dict()
 
 
 def check_backends(backends: Iterable[str]) -> List[str]:
@@ -200,6 +166,43 @@ def training_row(run_dir, manifest: Dict[str, Any], info: Dict[str, Any]) -> Opt
             "train_gflops_per_s": gflops, "pct_of_peak": None, "peak_rss_bytes": last.get("peak_rss_bytes"),
             "gpu_memory_used_bytes": last.get("gpu_memory_used_bytes"), "threads": threads, "devices": devices,
             "batch_size": (manifest.get("recipe") or {}).get("batch_size")}
+
+
+def onnx_parameters(path) -> Dict[str, int]:
+    """``parameter_count`` and ``parameter_bytes`` of an ONNX file: its initializer tensors as stored
+    (int8 weights 1 byte each, their scales and zero points included), read without the weights'
+    external data."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    count = total = 0
+    for tensor in model.graph.initializer:
+        size = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+        count += size
+        total += size * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    return {"parameter_count": count, "parameter_bytes": total}
+
+
+def model_size(run_dir, backend: str, precision: str, runtime_info: Dict[str, Any]) -> Dict[str, Any]:
+    """What a row's model weighs: ``model_file_bytes`` (the files it loads, on disk) and its
+    ``parameter_count``/``parameter_bytes`` (ONNX: the file's initializers; MXNet: the loaded
+    arrays, as its runner reports them).
+
+    Parameters:
+        run_dir: the run dir.
+        backend, precision: the row's.
+        runtime_info: the loaded runtime's ``info()``.
+    """
+    from vggbench.artifacts.layout import MXNET_FILES
+
+    if BACKENDS[backend].family == "mxnet":
+        names = list(MXNET_FILES)
+        fields = {key: runtime_info.get(key) for key in ("parameter_count", "parameter_bytes")}
+    else:
+        names = [ONNX_VARIANT_FILES[PRECISIONS[precision][0]]]
+        fields = onnx_parameters(Path(run_dir) / names[0])
+    fields["model_file_bytes"] = sum((Path(run_dir) / name).stat().st_size for name in names)
+    return fields
 
 
 def verify_run_dir(run_dir, manifest: Dict[str, Any], plan: Dict[str, List[str]]) -> None:
@@ -312,6 +315,38 @@ class _Row:
         self.calls = 0
         self.control: Any = None  # its stats.Convergence once prepared
         self.latencies_ms: List[float] = []
+        self.round_replies: List[Dict[str, Any]] = []  # memory and energy of each round
+
+
+def resource_fields(row: Dict[str, Any], replies: Sequence[Dict[str, Any]], batch_size: int) -> Dict[str, Any]:
+    """A row's memory and energy from its rounds' replies (:meth:`vggbench.bench.worker._WorkerState.round`).
+
+    ``memory_peak_rss_bytes``: the highest resident peak over the rounds minus the worker's idle RSS;
+    ``energy_j_per_image``: the energy of all rounds over the images they classified, only when every
+    round has a reading (else None, and ``energy_reason`` keeps why); ``gpu_memory_used_bytes``: the
+    most device memory in use after a round, over the worker's before loading (NVML, whole GPU).
+
+    Parameters:
+        row: the row (``memory_idle_rss_bytes``, ``gpu_memory_idle_bytes`` from loading).
+        replies: the round replies (``peak_rss_bytes``, ``energy_j``, ``calls``, ...).
+        batch_size: images per call.
+    """
+    fields: Dict[str, Any] = {}
+    peaks = [r["peak_rss_bytes"] for r in replies if r.get("peak_rss_bytes") is not None]
+    if peaks and row.get("memory_idle_rss_bytes") is not None:
+        fields["memory_peak_rss_bytes"] = max(peaks) - row["memory_idle_rss_bytes"]
+        fields["memory_peak_method"] = replies[-1].get("peak_rss_method")
+    energies = [r.get("energy_j") for r in replies]
+    if replies and all(e is not None for e in energies):
+        fields["energy_j_per_image"] = sum(energies) / (batch_size * sum(r["calls"] for r in replies))
+    elif replies and not row.get("energy_reason"):
+        fields["energy_reason"] = "the energy counter could not be read in some rounds"
+    used = [r["gpu_memory_used_bytes"] for r in replies if r.get("gpu_memory_used_bytes") is not None]
+    if used and row.get("gpu_memory_idle_bytes") is not None:
+        fields["gpu_memory_used_bytes"] = max(used) - row["gpu_memory_idle_bytes"]
+        fields["gpu_memory_note"] = ("NVML device memory in use after each round minus before loading, whole GPU "
+                                     "(unverified: not yet checked on a GPU)")
+    return fields
 
 
 def _fail_worker_rows(rows: Sequence[_Row], worker: Worker, message: str, finished: List[Dict[str, Any]]) -> None:
@@ -350,7 +385,7 @@ class _CellContext:
                             "cpu_mhz_mean": frequency.get("current_mhz_mean"), "cpu_mhz_source": frequency.get("source")}}
 
 
-def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size: int, policy: Dict[str, Any],
+def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size: int, settings: RoundSettings,
                   device_kind: str) -> None:
     """Prepare each row of one (batch, mode) cell, then interleave rounds until every row is done.
 
@@ -359,15 +394,14 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
     """
     from vggbench.bench import stats
 
-    defaults = stats.round_policy(device_kind)
-    round_s = policy["round_s"] or defaults.round_min_s
+    policy = settings.policy(device_kind)
     where = f"batch {batch_size} {R.MODE_SHORT[R.MODES[mode]]}"
     active = []
     for item in cell_rows:
         try:
             reply = item.worker.call("prepare", precision=item.precision, batch_size=batch_size, mode=mode,
-                                     input_size=input_size, warmup=policy["warmup"], round_s=round_s,
-                                     calls=policy["iters"], min_calls=defaults.round_min_calls)
+                                     input_size=input_size, warmup=settings.warmup, round_s=policy.round_min_s,
+                                     calls=settings.iters, min_calls=policy.round_min_calls)
         except WorkerDied as err:
             item.row["status"] = f"error: {err} during {where}"
             continue
@@ -375,9 +409,7 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
             item.row["status"] = f"error: {reply['message']} during {where}"
             continue
         item.calls = reply["calls_per_round"]
-        item.control = stats.Convergence.from_policy(defaults, rounds=policy["rounds"],
-                                                     target_ci_pct=policy["target_ci_pct"],
-                                                     max_seconds=policy["max_seconds"])
+        item.control = stats.Convergence.from_policy(policy)
         active.append(item)
     context = _CellContext([item.worker for item in active])
     while active and not all(item.control.done for item in active):
@@ -393,34 +425,32 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                 continue
             item.control.add(batch_size * item.calls / reply["wall_s"], round_s=reply["wall_s"], calls=item.calls)
             item.latencies_ms += reply["latencies_ms"]
+            item.round_replies.append(dict(reply, latencies_ms=None, calls=item.calls))
             time.sleep(ROUND_SETTLE_S)
     fields = context.finish()
     for item in active:
         item.row.update(item.control.summary(), round_images_per_s=list(item.control.samples),
-                        warmup=policy["warmup"], **fields, **latency_summary(item.latencies_ms))
+                        warmup=settings.warmup, **fields, **latency_summary(item.latencies_ms))
+        item.row.update(resource_fields(item.row, item.round_replies, batch_size))
 
 
 def worker_groups(backend: str, precisions: Sequence[str]) -> List[Tuple[str, List[str], Dict[str, str]]]:
     """How one backend's precisions are split over worker processes: ``(label, precisions, env)``.
 
-    A CPU backend gets one process. A GPU backend runs fp32/fp16 with ``NVIDIA_TF32_OVERRIDE=0``
-    (so fp32 means IEEE fp32 in cuBLAS/cuDNN/TensorRT) and tf32 in a process of its own, since the
-    variable is read once per process (:func:`vggbench.runtimes.providers.tf32_environment`).
+    Every precision gets a process of its own, so a row's memory is what one process running only
+    that model needs, and on a GPU ``NVIDIA_TF32_OVERRIDE`` (read once per process) is 0 for fp32/fp16
+    (so fp32 means IEEE fp32 in cuBLAS/cuDNN/TensorRT) and unset for tf32
+    (:func:`vggbench.runtimes.providers.tf32_environment`).
 
     Parameters:
         backend: a key of :data:`vggbench.runtimes.backends.BACKENDS`.
         precisions: the precisions to run on it.
     """
-    if BACKENDS[backend].device_kind == "cpu":
-        return [(backend, list(precisions), {})]
     from vggbench.runtimes.providers import tf32_environment
 
-    groups = []
-    for label, members in ((backend, [p for p in precisions if p != "tf32"]),
-                           (f"{backend}/tf32", [p for p in precisions if p == "tf32"])):
-        if members:
-            groups.append((label, members, tf32_environment(members[0])))
-    return groups
+    gpu = BACKENDS[backend].device_kind == "gpu"
+    return [(f"{backend}/{precision}", [precision], tf32_environment(precision) if gpu else {})
+            for precision in dict.fromkeys(precisions)]
 
 
 class _Group:
@@ -429,6 +459,7 @@ class _Group:
     def __init__(self, label: str, backend: str, worker: Worker):
         self.label, self.backend, self.worker = label, backend, worker
         self.loaded: Dict[str, Dict[str, Any]] = {}  # precision -> runtime info
+        self.resources: Dict[str, Dict[str, Any]] = {}  # precision -> memory, load times, energy counter
         self.peaks: Dict[str, Dict[str, Any]] = {}  # dtype -> peak fields
 
 
@@ -438,7 +469,7 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
     """Rows for what cannot run; a loaded worker (appended to ``groups``) for the rest."""
     gpu = settings["gpu"]
     for backend, precisions in plan.items():
-        device = "cpu" if BACKENDS[backend].device_kind == "cpu" else f"gpu:{gpu}"
+        device = str(backend_device(backend, gpu))
         by_design = {p: unsupported_reason(backend, p) for p in precisions}
         for precision, reason in by_design.items():
             if reason or backend in missing:
@@ -452,7 +483,8 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
             try:
                 reply = group.worker.call("load", run_dir=run_dir, backend=backend, gpu=gpu,
                                           threads=settings["threads"], runtime_options=settings["runtime_options"],
-                                          precisions=members, batch_sizes=settings["session_batch_sizes"])
+                                          precisions=members, batch_sizes=settings["session_batch_sizes"],
+                                          input_size=info["input_size"], in_channels=info.get("in_channels", 1))
                 answers = reply["precisions"] if reply["ok"] else {
                     p: {"status": "error", "message": reply["message"]} for p in members}
             except WorkerDied as err:
@@ -460,13 +492,15 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
             for precision, answer in answers.items():
                 if answer["status"] == "ok":
                     group.loaded[precision] = answer["runtime"]
+                    group.resources[precision] = dict(answer.get("resources") or {},
+                                                      **model_size(run_dir, backend, precision, answer["runtime"]))
                 else:
                     text = answer.get("reason") or answer.get("message")
                     rows.append(R.new_row(info, backend, device, precision, f"{answer['status']}: {text}"))
 
 
 def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
-                     settings: Dict[str, Any], policy: Dict[str, Any], accuracy: Optional[Dict[str, Any]],
+                     settings: Dict[str, Any], policy: RoundSettings, accuracy: Optional[Dict[str, Any]],
                      work_dir: Path, command, log: Log) -> List[Dict[str, Any]]:
     """Every row of one run dir: start the workers, load, peak, interleaved cells, accuracy."""
     from tqdm import tqdm
@@ -482,10 +516,11 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
         for batch_size, mode in cells:
             cell_rows = []
             for group in groups:
-                device = "cpu" if BACKENDS[group.backend].device_kind == "cpu" else f"gpu:{settings['gpu']}"
+                device = str(backend_device(group.backend, settings["gpu"]))
                 for precision, runtime_info in group.loaded.items():
                     row = R.new_row(info, group.backend, device, precision, R.STATUS_OK, batch_size, R.MODES[mode])
                     row.update(runtime=runtime_info, threads=runtime_info.get("threads"))
+                    row.update(group.resources.get(precision) or {})
                     peak = group.peaks.get(PEAK_DTYPES[precision])
                     if peak:
                         row.update(peak_gflops_per_s=peak["peak_gflops_per_s"], peak_kernel=peak["peak_kernel"])
@@ -513,17 +548,23 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
 
 
 def _measure_peaks(groups: Sequence[_Group], settings: Dict[str, Any], log: Log) -> None:
+    """Each backend's GEMM peak once per dtype (and TF32 setting), shared by its precisions' workers."""
+    measured: Dict[tuple, Dict[str, Any]] = {}
     for group in groups:
         sizes = settings["peak_sizes"] or (CPU_PEAK_SIZES if BACKENDS[group.backend].device_kind == "cpu"
                                            else GPU_PEAK_SIZES)
         for dtype in sorted({PEAK_DTYPES[p] for p in group.loaded}):
+            key = (group.backend, dtype, "tf32" in group.loaded)
+            if key in measured:
+                group.peaks[dtype] = measured[key]
+                continue
             log(f"  {group.label}: peak GEMM ({dtype}, sizes {', '.join(map(str, sizes))})")
             try:
                 reply = group.worker.call("peak", dtype=dtype, sizes=list(sizes))
             except WorkerDied:
                 break  # the cells will report the dead worker
             if reply["ok"]:
-                group.peaks[dtype] = reply
+                group.peaks[dtype] = measured[key] = reply
 
 
 def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accuracy: Dict[str, Any], log: Log) -> None:
@@ -550,6 +591,75 @@ def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accurac
                     row.update(top1_accuracy=reply["top1_accuracy"], accuracy_images=reply["accuracy_images"])
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepJob:
+    """What one sweep measures: run dirs x backends x precisions x batch sizes x modes, and how.
+    Validates itself on creation (one-line :class:`VggbenchError`s naming the flag).
+
+    Attributes:
+        run_dirs: run dirs made by ``train-export``.
+        backends: None = the default sweep (every backend, unavailable ones as rows); naming
+            backends makes an unavailable one a :class:`VggbenchError` before anything runs.
+        batch_sizes, precisions, modes: what to time (precisions None = each backend's defaults
+            that the run dir holds).
+        round_settings: the round policy (:class:`vggbench.bench.stats.RoundSettings`).
+        threads: CPU threads for every backend (:func:`vggbench.platform.mxnet.resolve_threads`).
+        accuracy_limit: None = the full test set, N = a fixed random subset, 0 = skip.
+        data_dir: Fashion-MNIST folder.
+        peak_sizes: GEMM sides for the peak (None = by device kind).
+        timeout_s: per-command limit of a worker (a hung backend becomes an error row).
+        gpu: GPU index for GPU backends.
+        ort_options: ONNX Runtime options (None: ONNX Runtime runners' defaults, recorded as ``{}``).
+    """
+
+    run_dirs: Tuple[str, ...]
+    backends: Optional[Tuple[str, ...]] = None
+    batch_sizes: Tuple[int, ...] = DEFAULT_BATCH_SIZES
+    precisions: Optional[Tuple[str, ...]] = None
+    modes: Tuple[str, ...] = DEFAULT_MODES
+    round_settings: RoundSettings = RoundSettings()
+    threads: Optional[int] = None
+    accuracy_limit: Optional[int] = None
+    data_dir: Optional[str] = None
+    peak_sizes: Optional[Tuple[int, ...]] = None
+    timeout_s: Optional[float] = DEFAULT_TIMEOUT_S
+    gpu: int = 0
+    ort_options: Optional[OrtOptions] = None
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.backends is not None:
+            put("backends", tuple(check_backends(self.backends)))
+            if not self.backends:
+                raise VggbenchError("no backends to run; choose from: " + ", ".join(BACKENDS))
+        batch_sizes = tuple(dict.fromkeys(int(b) for b in self.batch_sizes))
+        if not batch_sizes or min(batch_sizes) < 1:
+            raise VggbenchError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+        put("batch_sizes", batch_sizes)
+        put("modes", tuple(self.modes))
+        for mode in self.modes:
+            if mode not in R.MODES:
+                raise VggbenchError(f"unknown mode {mode!r}; choose from {', '.join(R.MODES)}")
+        if self.precisions is not None:
+            put("precisions", tuple(self.precisions))
+        if self.accuracy_limit is not None and self.accuracy_limit < 0:
+            raise VggbenchError(f"--accuracy-limit must be >= 0 (0 skips the accuracy pass), got {self.accuracy_limit}")
+        if self.peak_sizes is not None:
+            put("peak_sizes", tuple(self.peak_sizes))
+            if not self.peak_sizes or min(self.peak_sizes) < 16:
+                raise VggbenchError(f"--peak-sizes must be >= 16, got {list(self.peak_sizes)}")
+        put("run_dirs", tuple(str(run_dir) for run_dir in self.run_dirs))
+        if not self.run_dirs:
+            raise VggbenchError("no run dirs to benchmark; make one with `vggbench train-export MODEL --size 96`")
+
+    @property
+    def backend_names(self) -> List[str]:
+        """The backends to run: the named ones, else every backend."""
+        return list(self.backends) if self.backends is not None else check_backends(DEFAULT_BACKENDS)
+
+
 def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
           batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, precisions: Optional[Sequence[str]] = None,
           modes: Sequence[str] = DEFAULT_MODES, warmup: int = DEFAULT_WARMUP, rounds: Optional[int] = None,
@@ -561,21 +671,25 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
           command: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Benchmark every run dir on every backend; return the results document.
 
+    The keyword form of :func:`run_sweep`: the arguments are :class:`SweepJob`'s, with the round
+    policy spread out (``warmup, rounds, iters, target_ci_pct, max_seconds, round_s``:
+    :class:`~vggbench.bench.stats.RoundSettings`) and ``runtime_options`` as the dict form of
+    :class:`~vggbench.runtimes.ort_runtime.OrtOptions`. ``log``: progress lines; ``command``:
+    worker command line (tests).
+    """
+    job = SweepJob(tuple(run_dirs), tuple(backends) if backends is not None else None, tuple(batch_sizes),
+                   tuple(precisions) if precisions is not None else None, tuple(modes),
+                   RoundSettings(warmup, rounds, iters, target_ci_pct, max_seconds, round_s), threads,
+                   accuracy_limit, data_dir, tuple(peak_sizes) if peak_sizes is not None else None, timeout_s, gpu,
+                   OrtOptions.from_dict(runtime_options) if runtime_options else None)
+    return run_sweep(job, log=log, command=command)
+
+
+def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Benchmark every run dir of ``job`` on every backend; return the results document.
+
     Parameters:
-        run_dirs: run dirs made by ``train-export``.
-        backends: None = the default sweep (every backend, unavailable ones as rows); naming
-            backends makes an unavailable one a :class:`VggbenchError` before anything runs.
-        batch_sizes, precisions, modes: what to time (precisions None = each backend's defaults
-            that the run dir holds).
-        warmup, rounds, iters, target_ci_pct, max_seconds, round_s: the round policy
-            (:func:`check_policy`).
-        threads: CPU threads for every backend (:func:`vggbench.platform.mxnet.resolve_threads`).
-        accuracy_limit: None = the full 10,000 test images, N = a fixed random subset, 0 = skip.
-        data_dir: Fashion-MNIST folder.
-        peak_sizes: GEMM sides for the peak (None = by device kind).
-        timeout_s: per-command limit of a worker (a hung backend becomes an error row).
-        gpu: GPU index for GPU backends.
-        runtime_options: ONNX Runtime options (graph_optimization, cudnn_conv_algo_search, ...).
+        job: what to measure and how.
         log: progress lines.
         command: worker command line (tests).
     """
@@ -584,24 +698,13 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
     from vggbench.platform.environment import collect_environment
     from vggbench.platform.load import load_average
 
-    explicit = backends is not None
-    backends = check_backends(backends if explicit else DEFAULT_BACKENDS)
-    if not backends:
-        raise VggbenchError("no backends to run; choose from: " + ", ".join(BACKENDS))
-    policy = check_policy(warmup, rounds, iters, target_ci_pct, max_seconds, round_s)
-    batch_sizes = list(dict.fromkeys(int(b) for b in batch_sizes))
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise VggbenchError(f"batch sizes must be >= 1, got {batch_sizes}")
-    for mode in modes:
-        if mode not in R.MODES:
-            raise VggbenchError(f"unknown mode {mode!r}; choose from {', '.join(R.MODES)}")
-    threads, threads_source = resolve_threads(threads)
-    if accuracy_limit is not None and accuracy_limit < 0:
-        raise VggbenchError(f"--accuracy-limit must be >= 0 (0 skips the accuracy pass), got {accuracy_limit}")
-    if peak_sizes is not None and (not peak_sizes or min(peak_sizes) < 16):
-        raise VggbenchError(f"--peak-sizes must be >= 16, got {list(peak_sizes)}")
-    if not run_dirs:
-        raise VggbenchError("no run dirs to benchmark; make one with `vggbench train-export MODEL --size 96`")
+    explicit = job.backends is not None
+    backends = job.backend_names
+    batch_sizes, precisions, modes = list(job.batch_sizes), job.precisions, list(job.modes)
+    accuracy_limit, data_dir, peak_sizes, gpu = job.accuracy_limit, job.data_dir, job.peak_sizes, job.gpu
+    policy = job.round_settings
+    threads, threads_source = resolve_threads(job.threads)
+    run_dirs = job.run_dirs
     manifests = {str(run_dir): read_manifest(run_dir) for run_dir in run_dirs}
     plan = {run_dir: {b: precisions_for(b, manifest, precisions, run_dir) for b in backends}
             for run_dir, manifest in manifests.items()}
@@ -609,11 +712,12 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
         verify_run_dir(run_dir, manifest, plan[run_dir])
     infos = {run_dir: run_info(run_dir, manifest) for run_dir, manifest in manifests.items()}
     settings = {"run_dirs": list(manifests), "backends": backends, "backends_explicit": explicit,
-                "batch_sizes": batch_sizes, "precisions": precisions, "modes": [R.MODES[m] for m in modes],
-                "policy": policy, "timing_policy": policy["description"],
+                "batch_sizes": batch_sizes, "precisions": list(precisions) if precisions is not None else None,
+                "modes": [R.MODES[m] for m in modes], "policy": policy.to_dict(), "timing_policy": policy.description,
                 "threads": threads, "threads_source": threads_source, "accuracy_limit": accuracy_limit,
                 "accuracy_batch_size": ACCURACY_BATCH_SIZE, "peak_sizes": list(peak_sizes) if peak_sizes else None,
-                "timeout_s": timeout_s, "gpu": gpu, "runtime_options": runtime_options or {},
+                "timeout_s": job.timeout_s, "gpu": gpu,
+                "runtime_options": job.ort_options.to_dict() if job.ort_options else {},
                 "models": list(infos.values())}
     environment = collect_environment()
     environment["load_average_before"] = load_average()

@@ -11,7 +11,7 @@ JSON reply line per command from a private copy of the worker's stdout (the work
 stderr, so a library that prints cannot corrupt the protocol). Commands (``op``):
 
 - ``probe``: ``backends`` -> ``{"reasons": {backend: reason or None}}``
-- ``load``: ``run_dir, backend, gpu, threads, runtime_options, precisions`` ->
+- ``load``: ``run_dir, backend, gpu, threads, runtime_options (OrtOptions.to_dict), precisions`` ->
   ``{"precisions": {p: {"status": "ok", "runtime": info} | {"status": "unavailable", "reason"} |
   {"status": "error", "message"}}}``
 - ``peak``: ``dtype, sizes`` -> ``timing.measure_peak``'s fields
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from vggbench import processes
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.runtimes.backends import BACKENDS
 
@@ -63,29 +62,14 @@ def worker_env(threads: Optional[int], extra: Optional[Dict[str, str]] = None) -
         threads: the CPU thread count every backend gets (None = inherit).
         extra: more variables (e.g. ``NVIDIA_TF32_OVERRIDE=0`` for fp32 GPU rows).
     """
-    env = dict(os.environ, **(extra or {}))
+    from vggbench.platform.driver import use_pci_bus_order
+
+    env = use_pci_bus_order(dict(os.environ, **(extra or {})))  # gpu:N means nvidia-smi's GPU N there too
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
         env.pop("MXNET_OMP_MAX_THREADS", None)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def describe_exit(returncode: int, stderr: str) -> str:
-    """One line for a worker that ended: the signal (OOM hint for SIGKILL) or its error message.
-
-    Parameters:
-        returncode: the process's return code (negative = killed by that signal).
-        stderr: what it wrote to stderr.
-    """
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"worker killed by {name}{hint}"
-    return f"worker exited with code {returncode}: {summarize_error(stderr) or 'no message'}"
 
 
 class Worker:
@@ -105,9 +89,9 @@ class Worker:
                  env: Optional[Dict[str, str]] = None):
         self.label, self.timeout_s, self._stderr_path = label, timeout_s, Path(stderr_path)
         self._stderr = open(self._stderr_path, "wb")
-        self._proc = subprocess.Popen(list(command or worker_command()), stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._stderr, env=worker_env(threads, env))
-        self._buffer = b""
+        # The worker stays in our process group: a terminal's Ctrl-C ends it at once with the sweep.
+        self._proc = processes.start(command or worker_command(), worker_env(threads, env), stderr=self._stderr)
+        self._lines = processes.LineReader(self._proc.stdout)
         self.dead: Optional[str] = None
 
     @property
@@ -133,20 +117,14 @@ class Worker:
         except (BrokenPipeError, OSError):
             self._died()
         limit = timeout_s if timeout_s is not None else self.timeout_s
-        deadline = None if limit is None else time.monotonic() + limit
-        fd = self._proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([fd], [], [], wait)
-            if not ready:
-                self.kill()
-                self.dead = f"worker timed out after {limit:g} s and was killed (raise --timeout?)"
-                raise WorkerDied(self.dead)
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                self._died()
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            line = self._lines.readline(limit)
+        except processes.ChildTimedOut:
+            self.kill()
+            self.dead = f"worker timed out after {limit:g} s and was killed (raise --timeout?)"
+            raise WorkerDied(self.dead) from None
+        except processes.ChildEnded:
+            self._died()
         return json.loads(line)
 
     def _died(self) -> None:
@@ -157,14 +135,12 @@ class Worker:
             returncode = self._proc.returncode
         self._stderr.flush()
         stderr = self._stderr_path.read_bytes()[-20000:].decode(errors="replace")
-        self.dead = describe_exit(returncode, stderr)
+        self.dead = processes.describe_exit(returncode, stderr, "worker")
         raise WorkerDied(self.dead)
 
     def kill(self) -> None:
         """End the process now (SIGKILL) and reap it."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
+        processes.end([self._proc], 0.0, first=None)
 
     def close(self) -> None:
         """Ask the worker to exit; kill it if it does not within a few seconds."""
@@ -193,6 +169,43 @@ def _device(backend: str, gpu: int) -> str:
     return str(backend_device(backend, gpu))
 
 
+# The library each runtime family imports first: its import is timed and its resident memory
+# counted apart from the model's (a family not listed here counts it with the first model).
+_LIBRARIES = {"mxnet": "vggbench.platform.mxnet", "ort": "onnxruntime", "openvino": "openvino"}
+
+
+def _import_library(family: str) -> Dict[str, Any]:
+    """Import the runtime family's library; its wall time and the resident memory it added."""
+    import importlib
+
+    from vggbench.platform import resources
+
+    name = _LIBRARIES.get(family)
+    if not name:
+        return {}
+    before, started = resources.rss_bytes(), time.perf_counter()
+    module = importlib.import_module(name)
+    if name == "vggbench.platform.mxnet":
+        module.import_mxnet()  # the library itself, threads set first
+    seconds, after = time.perf_counter() - started, resources.rss_bytes()
+    return {"load_library_s": seconds,
+            "memory_library_rss_bytes": after - before if before is not None and after is not None else None}
+
+
+def _first_calls(runtime, batch_size: int, input_size: int, in_channels: int) -> Dict[str, Any]:
+    """The first and second end-to-end inference of a freshly loaded runtime, timed: what a
+    service pays on its first request (lazy initialisation, kernel selection) and after it."""
+    batch = np.random.RandomState(0).uniform(0, 1, (batch_size, in_channels, input_size, input_size))
+    batch = batch.astype(np.float32)
+    seconds = []
+    for _ in range(2):
+        started = time.perf_counter()
+        runtime.run(batch)
+        seconds.append(time.perf_counter() - started)
+    return {"load_first_inference_s": seconds[0], "load_second_inference_s": seconds[1],
+            "load_inference_batch_size": batch_size}
+
+
 class _WorkerState:
     """What one worker process holds: its backend's runtimes and the prepared timing cells."""
 
@@ -203,6 +216,8 @@ class _WorkerState:
         self.threads: Optional[int] = None
         self.runtimes: Dict[str, Any] = {}
         self.cells: Dict[tuple, Any] = {}
+        self.energy_read: Any = None  # cumulative energy reader of the device (platform.resources)
+        self.nvml: Any = None  # GPU memory reader
 
     def probe(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
         from vggbench.runtimes import unavailable_reason
@@ -216,13 +231,27 @@ class _WorkerState:
         return {"reasons": reasons}
 
     def load(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
+        """Load each precision; besides the runtime's info, ``resources``: the worker's idle RSS
+        (before any runtime library), what importing the library added, the RSS after loading
+        over idle, the load and first-inference times, and what energy counter this device has."""
+        from vggbench.platform import resources
         from vggbench.runtimes import BackendUnavailable, load_runtime, unavailable_reason
 
+        idle_rss = resources.rss_bytes()
         self.backend, self.threads = cmd["backend"], cmd.get("threads")
         self.device = _device(self.backend, cmd.get("gpu", 0))
-        self.options = dict(cmd.get("runtime_options") or {})
+        self.options = {}
+        if BACKENDS[self.backend].family == "ort":
+            from vggbench.runtimes.ort_runtime import OrtOptions
+
+            self.options = OrtOptions.from_dict(cmd.get("runtime_options")).to_dict()
         if BACKENDS[self.backend].family in ("ort", "openvino") and cmd.get("batch_sizes"):
             self.options["batch_sizes"] = cmd["batch_sizes"]  # ort-trt's shape profile, OpenVINO's static shapes
+        common = self._open_counters(idle_rss)
+        try:
+            common.update(_import_library(BACKENDS[self.backend].family))
+        except Exception:  # noqa: BLE001 - loading the precision below says why, as a row
+            pass
         answers: Dict[str, Dict[str, Any]] = {}
         for precision in cmd["precisions"]:
             try:
@@ -230,8 +259,15 @@ class _WorkerState:
                 if reason:
                     answers[precision] = {"status": "unavailable", "reason": reason}
                     continue
+                started = time.perf_counter()
                 runtime = load_runtime(self.backend, cmd["run_dir"], precision=precision, device=self.device,
                                        threads=self.threads, **self.options)
+                used = dict(common, load_session_s=time.perf_counter() - started)
+                after = resources.rss_bytes()
+                used["memory_load_rss_bytes"] = after - idle_rss if after is not None and idle_rss is not None else None
+                if cmd.get("input_size"):
+                    used.update(_first_calls(runtime, min(cmd.get("batch_sizes") or [1]), cmd["input_size"],
+                                             cmd.get("in_channels", 1)))
             except BackendUnavailable as err:
                 answers[precision] = {"status": "unavailable", "reason": str(err)}
                 continue
@@ -239,8 +275,20 @@ class _WorkerState:
                 answers[precision] = {"status": "error", "message": f"loading failed: {summarize_error(err)}"}
                 continue
             self.runtimes[precision] = runtime
-            answers[precision] = {"status": "ok", "runtime": runtime.info()}
+            answers[precision] = {"status": "ok", "runtime": runtime.info(), "resources": used}
         return {"precisions": answers}
+
+    def _open_counters(self, idle_rss: Optional[int]) -> Dict[str, Any]:
+        """The device's energy counter and (GPU) memory reader, opened once per worker."""
+        from vggbench.platform import resources
+
+        self.energy_read, reason = resources.energy_counter(self.device)
+        fields: Dict[str, Any] = {"memory_idle_rss_bytes": idle_rss, "energy_reason": reason,
+                                  "energy_source": None if reason else resources.energy_source(self.device)}
+        if self.device.startswith("gpu"):
+            self.nvml = resources.Nvml(int(self.device.partition(":")[2] or 0))
+            fields["gpu_memory_idle_bytes"] = self.nvml.memory_used_bytes()
+        return fields
 
     def peak(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
         from vggbench.bench import timing
@@ -282,9 +330,23 @@ class _WorkerState:
         return {"calls_per_round": calls, "warmup_ms": [1e3 * w for w in warm]}
 
     def round(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
+        """One timed round; outside its clock, the resident peak over the round (``VmHWM`` reset
+        first where the kernel allows), the device energy it used and (GPU) the memory in use."""
         from vggbench.bench import timing
+        from vggbench.platform import resources
 
-        return timing.time_round(self.cells[(cmd["precision"], cmd["batch_size"], cmd["mode"])], cmd["calls"])
+        reset = resources.reset_peak_rss()
+        before = self.energy_read() if self.energy_read else None
+        reply = timing.time_round(self.cells[(cmd["precision"], cmd["batch_size"], cmd["mode"])], cmd["calls"])
+        if before is not None:
+            after = self.energy_read()
+            reply["energy_j"] = resources.energy_between(self.device, before, after) if after is not None else None
+        reply["peak_rss_bytes"] = resources.peak_rss_bytes()
+        reply["peak_rss_method"] = ("VmHWM, reset before each round" if reset
+                                    else "VmHWM since the worker started (reset not allowed here)")
+        if self.nvml is not None:
+            reply["gpu_memory_used_bytes"] = self.nvml.memory_used_bytes()
+        return reply
 
     def accuracy(self, cmd: Dict[str, Any]) -> Dict[str, Any]:
         from vggbench.metrics import top1_accuracy

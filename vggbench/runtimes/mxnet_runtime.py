@@ -16,8 +16,8 @@ import numpy as np
 from vggbench.artifacts.layout import INPUT_NAME, PARAMS_FILE, SYMBOL_FILE
 from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.errors import VggbenchError, summarize_error
-from vggbench.platform.devices import Device
 from vggbench.platform.cpu import bf16_unavailable_reason
+from vggbench.platform.devices import Device
 from vggbench.platform.mxnet import import_mxnet
 from vggbench.runtimes.backends import unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
@@ -48,6 +48,10 @@ def unavailable_reason(precision: str = "fp32", device: str = "cpu", backend: st
         return reason
     target = parse_device(device)
     if not target.is_gpu:
+        try:  # a build that cannot import here (mxnet-cu117 without a driver) is unavailable, not an error
+            import_mxnet()
+        except VggbenchError as err:
+            return str(err)
         return bf16_unavailable_reason() if precision == "bf16" else None
     from vggbench.platform.gpu import mxnet_device_unavailable_reason, visible_inventory
     from vggbench.platform.mxnet import mxnet_cuda_facts
@@ -161,6 +165,9 @@ class MXNetRuntime(Runtime):
                      "static_alloc": self.backend == "mxnet-hybrid"})
         if self._bf16_params is not None:
             info.update(amp_target_dtype="bfloat16", bf16_params=self._bf16_params)
+        arrays = [param.data() for param in self._net.collect_params().values()]
+        info.update(parameter_count=int(sum(a.size for a in arrays)),  # the arrays as loaded (aux states too)
+                    parameter_bytes=int(sum(a.size * np.dtype(a.dtype).itemsize for a in arrays)))
         return info
 
     def close(self) -> None:
