@@ -104,3 +104,18 @@ def bench_results(bench_run_dir, data_dir):
     from vggbench.bench.sweep import sweep
 
     return sweep([str(bench_run_dir)], data_dir=str(data_dir), log=lambda message: None, **QUICK_BENCH)
+
+
+@pytest.fixture(scope="session")
+def int8_run_dir(trained_run_dir, data_dir, tmp_path_factory) -> Path:
+    """A copy of ``trained_run_dir`` plus its real ``model.int8.onnx`` (static QDQ, calibrated on
+    64 training images): the OpenVINO and recommendation tests run all three CPU precisions on it."""
+    import shutil
+
+    from vggbench.export import variants
+
+    run_dir = tmp_path_factory.mktemp("int8") / trained_run_dir.name
+    shutil.copytree(trained_run_dir, run_dir)
+    variants.optimize_run_dir(run_dir, opt=False, int8=True, fp16=False, calib_images=64, data_dir=str(data_dir),
+                              accuracy_limit=128, progress=False, log=lambda line: None)
+    return run_dir

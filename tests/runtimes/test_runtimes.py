@@ -85,7 +85,8 @@ def test_gpu_backends_are_unavailable_here_with_a_reason(untrained_run_dir):
 def test_precision_combinations_that_cannot_run():
     assert "fp32 only" in unavailable_reason("mxnet-hybrid", "int8")
     assert "GPU" in unavailable_reason("ort-cpu", "fp16")
-    assert "unknown precision" in unavailable_reason("ort-cpu", "bf16")
+    assert "no x86 bfloat16 kernels" in unavailable_reason("ort-cpu", "bf16")
+    assert "unknown precision" in unavailable_reason("ort-cpu", "int4")
     assert unavailable_reason("ort-cpu", "int8") is None
     with pytest.raises(VggbenchError, match="unknown backend"):
         unavailable_reason("tvm")

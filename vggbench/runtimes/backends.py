@@ -90,7 +90,8 @@ def unsupported_reason(backend: str, precision: str) -> Optional[str]:
     if precision == "bf16":
         return BF16_UNSUPPORTED.get(spec.family if spec.device_kind == "cpu" else "gpu")
     if spec.family == "mxnet":
-        return f"the MXNet runners run fp32 only ({precision} variants are ONNX files: use ort-cpu/ort-cuda)"
+        return (f"the MXNet runners run fp32 only, plus bf16 on mxnet-hybrid ({precision} variants are ONNX files: "
+                f"use ort-cpu/openvino/ort-cuda)")
     if precision == "fp16":
         return "fp16 model is for GPUs: the CPU provider has few fp16 kernels and would mostly cast back"
     if precision == "tf32":
