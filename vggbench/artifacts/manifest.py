@@ -216,7 +216,7 @@ def verify_all(run_dir: PathLike, manifest: Optional[Dict[str, Any]] = None) -> 
 MAX_HISTORY_BYTES = 16 << 20
 MAX_EPOCHS = 100_000
 MAX_CURVE_POINTS = 1_000_000
-_HISTORY_ROW_SCHEMA = {
+HISTORY_ROW_SCHEMA = {
     "epoch": ((int,), True, lambda v: 1 <= v <= MAX_EPOCHS, f"1..{MAX_EPOCHS}"),
     "images_per_s": (_NUMBER + (type(None),), False, finite(0), "a finite number >= 0"),
     "test_accuracy": (_NUMBER + (type(None),), False, finite(0, 1), "0..1"),
@@ -241,5 +241,5 @@ def read_history(run_dir: PathLike, manifest: Dict[str, Any]) -> Dict[str, Any]:
                            "steps": ((list,), False, lambda v: len(v) <= MAX_CURVE_POINTS,
                                      f"at most {MAX_CURVE_POINTS} points")}, str(path), "", fix)
     for index, row in enumerate(history["epochs"]):
-        check_fields(row, _HISTORY_ROW_SCHEMA, str(path), f"'epochs'[{index}].", fix)
+        check_fields(row, HISTORY_ROW_SCHEMA, str(path), f"'epochs'[{index}].", fix)
     return history

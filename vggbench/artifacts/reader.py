@@ -63,7 +63,7 @@ def open_regular(path: PathLike, what: str, *, follow_symlinks: bool = True, fix
     try:
         before = os.stat(path) if follow_symlinks else os.lstat(path)
     except FileNotFoundError:
-        raise VggbenchError(f"{path}: no such {what}; check the path") from None
+        raise VggbenchError(f"{path}: cannot read the {what} (no such file); check the path") from None
     except OSError as err:
         raise VggbenchError(f"{path}: cannot read the {what} ({err.strerror}); check the path and its "
                             f"permissions") from None

@@ -4,14 +4,30 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from vggbench import artifacts
+from vggbench.artifacts.manifest import HISTORY_ROW_SCHEMA, MAX_CURVE_POINTS, MAX_EPOCHS
+from vggbench.artifacts.reader import check_fields, is_regular_file, read_json, short
 from vggbench.errors import VggbenchError
 from vggbench.platform.environment import utc_now
 from vggbench.train.recipe import CHECKPOINT_DIR, CHECKPOINT_INDEX, FLAG_OF, RESUME_MUST_MATCH, Recipe
+
+# checkpoints/last.json: a few kB per epoch (history rows and curve points).
+MAX_CHECKPOINT_INDEX_BYTES = 16 << 20
+_CHECKPOINT_FILE = re.compile(r"^epoch-\d{4,6}\.(params|states)$")
+_INDEX_SCHEMA = {
+    "epoch": ((int,), True, lambda v: 1 <= v <= MAX_EPOCHS, f"1..{MAX_EPOCHS}"),
+    "params": ((str,), True, None, ""),
+    "states": ((str,), True, None, ""),
+    "recipe": ((dict,), True, None, ""),
+    "history": ((list,), True, lambda v: len(v) <= MAX_EPOCHS, f"at most {MAX_EPOCHS} rows"),
+    "steps": ((list,), False, lambda v: len(v) <= MAX_CURVE_POINTS and all(isinstance(p, dict) for p in v),
+              f"a list of at most {MAX_CURVE_POINTS} points"),
+}
 
 # --- checkpoints -----------------------------------------------------------------------------------
 
@@ -46,18 +62,24 @@ def read_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
     """The last checkpoint's index in ``run_dir``, or None when it has none; a VggbenchError when
     the index is unreadable or names missing files."""
     index = Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_INDEX
-    if not index.is_file():
+    if not os.path.lexists(index):
         return None
-    try:
-        checkpoint = json.loads(index.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise VggbenchError(f"{index}: unreadable checkpoint index ({err}); start over with --force") from None
-    missing = [key for key in ("epoch", "params", "states", "recipe", "history") if key not in checkpoint]
+    fix = "start over with --force"
+    checkpoint = read_json(index, MAX_CHECKPOINT_INDEX_BYTES, "checkpoint index", follow_symlinks=False,
+                                     fix=fix)
+    missing = [key for key in ("epoch", "params", "states", "recipe", "history")
+               if not isinstance(checkpoint, dict) or key not in checkpoint]
     if missing:
-        raise VggbenchError(f"{index}: checkpoint index lacks {', '.join(missing)}; start over with --force")
-    for key in ("params", "states"):
-        if not (index.parent / checkpoint[key]).is_file():
-            raise VggbenchError(f"{index} names {checkpoint[key]}, which is missing; start over with --force")
+        raise VggbenchError(f"{index}: checkpoint index lacks {', '.join(missing)}; {fix}")
+    check_fields(checkpoint, _INDEX_SCHEMA, str(index), "", fix)
+    for key in ("params", "states"):  # plain names inside checkpoints/, never a path elsewhere
+        if not _CHECKPOINT_FILE.match(checkpoint[key]):
+            raise VggbenchError(f"{index}: key {key!r} is {short(checkpoint[key])}, expected a file name "
+                                f"like epoch-0003.{key} inside {index.parent}; {fix}")
+        if not is_regular_file(index.parent / checkpoint[key]):
+            raise VggbenchError(f"{index} names {checkpoint[key]}, which is missing or not a regular file; {fix}")
+    for number, row in enumerate(checkpoint["history"]):
+        check_fields(row, HISTORY_ROW_SCHEMA, str(index), f"'history'[{number}].", fix)
     return checkpoint
 
 

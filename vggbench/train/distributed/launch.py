@@ -33,10 +33,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
 from vggbench.errors import VggbenchError
+from vggbench.platform.driver import use_pci_bus_order
+from vggbench.processes import end as end_processes
+from vggbench.processes import signal_name
+from vggbench.processes import start as start_process
 from vggbench.train.distributed.kvstore import DIST_KVSTORES, PARENT_PID_ENV
 
 LOOPBACK = "127.0.0.1"
@@ -138,20 +141,26 @@ def plan_local(workers: int, servers: int, command: Sequence[str], port: Optiona
     return specs
 
 
+# A hosts file lists a cluster's machines: a few kB. Host names are DNS names (they go into ssh and
+# DMLC_* values, so nothing that could read as an option or a shell word).
+MAX_HOSTS_FILE_BYTES = 1 << 20
+_HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,252})$")
+
+
 def read_hosts(hosts_file: str) -> List[str]:
     """The hosts in ``hosts_file``: one per line, ``#`` starts a comment, blank lines skipped."""
-    path = Path(hosts_file)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise VggbenchError(f"--hosts {hosts_file}: cannot read it ({err.strerror or err})") from None
+    from vggbench.artifacts.reader import read_text
+
+    lines = read_text(hosts_file, MAX_HOSTS_FILE_BYTES, "hosts file",
+                      fix="write one host name or IP per line in a regular file").splitlines()
     hosts = []
     for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        if len(text.split()) != 1:
-            raise VggbenchError(f"--hosts {hosts_file} line {number}: {text!r}; write one host name or IP per line")
+        if len(text.split()) != 1 or not (_HOST_NAME.match(text) or _is_ip(text)):
+            raise VggbenchError(f"--hosts {hosts_file} line {number}: {text[:60]!r} is not a host name or IP; write "
+                                f"one host name or IP per line")
         hosts.append(text)
     if not hosts:
         raise VggbenchError(f"--hosts {hosts_file} lists no host; write one host name or IP per line")
@@ -283,39 +292,18 @@ class _Process:
 
 
 def _status_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with status {code}"
+    name = signal_name(code)
+    return f"was killed by {name}" if name else f"exited with status {code}"
 
 
 def _exit_code(code: int) -> int:
     return EXIT_SIGNAL_BASE - code if code < 0 else (code or 1)
 
 
-def _end_all(processes: Sequence[_Process], grace_s: float) -> int:
+def _end_all(started: Sequence[_Process], grace_s: float) -> int:
     """SIGTERM every live process group, SIGKILL what is left after ``grace_s``; return how
     many were still running."""
-    alive = [p for p in processes if p.popen.poll() is None]
-    for process in alive:
-        _signal_group(process.popen, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for process in alive:
-        try:
-            process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_group(process.popen, signal.SIGKILL)
-            process.popen.wait()
-    return len(alive)
-
-
-def _signal_group(popen: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(popen.pid, sig)  # each process leads its own group (start_new_session)
-    except ProcessLookupError:
-        pass
+    return end_processes([process.popen for process in started], grace_s)
 
 
 def run_local(plan: Sequence[ProcessSpec], timeout_s: Optional[float] = None, grace_s: float = 10.0,
@@ -347,13 +335,14 @@ def run_local(plan: Sequence[ProcessSpec], timeout_s: Optional[float] = None, gr
 
     base_env = {key: value for key, value in os.environ.items() if key not in DROPPED_ENV}
     base_env[PARENT_PID_ENV] = str(os.getpid())
+    use_pci_bus_order(base_env)  # gpu(N) in every process is nvidia-smi's GPU N
     base_env.setdefault("PYTHONUNBUFFERED", "1")
     started = time.monotonic()
     try:
         for spec in plan:
             try:
-                popen = subprocess.Popen(list(spec.argv), env={**base_env, **spec.env}, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                popen = start_process(spec.argv, {**base_env, **spec.env}, stdin=subprocess.DEVNULL,
+                                      stderr=subprocess.STDOUT, own_group=True)
             except OSError as err:
                 say(f"cannot start {spec.label} ({shlex.join(spec.argv)}): {err.strerror or err}; "
                     f"ended the other {_end_all(processes, grace_s)} process(es)")
