@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +26,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Text
 
 import numpy as np
 
+from vggbench import processes
+from vggbench.artifacts.layout import ONNX_VARIANT_FILES
 from vggbench.errors import EXIT_OK, EXIT_USER_ERROR, VggbenchError, summarize_error
 from vggbench.messages import say
 from vggbench.platform import gpu, libraries
-from vggbench.runtimes import probe, providers
-from vggbench.runtimes.backends import BACKENDS
+from vggbench.platform.devices import Device
+from vggbench.platform.driver import use_pci_bus_order
+from vggbench.runtimes import backend_device, probe, providers
+from vggbench.runtimes.backends import BACKENDS, PRECISIONS
 
 SCHEMA = "vggbench.doctor/1"
 AVAILABLE, UNAVAILABLE, ERROR = "available", "unavailable", "error"
@@ -115,36 +118,29 @@ def _gpu_facts(device_id: int) -> Tuple[Optional[str], str]:
     visible = gpu.visible_inventory()
     if device_id < len(visible):
         return visible[device_id].compute_capability, visible[device_id].name
-    return None, f"gpu:{device_id}"
+    return None, str(Device("gpu", device_id))
 
 
 def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
-    from vggbench.platform.mxnet import import_mxnet
+    from vggbench.platform.mxnet import import_mxnet, mxnet_cuda_facts
 
-    kind = BACKENDS[rows[0][0]].device_kind
-    device = "cpu" if kind == "cpu" else f"gpu:{device_id}"
+    target = backend_device(rows[0][0], device_id)
+    device = str(target)
     try:
         mx = import_mxnet()
     except VggbenchError as err:
         return [_row(b, p, device, UNAVAILABLE, str(err)) for b, p in rows]
-    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
+    has_cuda, count, count_error = mxnet_cuda_facts()
     dist = ", ".join(f"{name} {version}" for name, version in libraries.mxnet_distributions().items()) or "mxnet"
     versions = f"{dist} ({'CUDA' if has_cuda else 'CPU'} build)"
     reason = None
-    if kind == "gpu":
-        try:
-            count = mx.context.num_gpus()
-        except mx.base.MXNetError as err:
-            count, reason = 0, f"MXNet cannot count GPUs: {summarize_error(err)}"
-        capability, name = _gpu_facts(device_id)
-        reason = reason or gpu.mxnet_gpu_unavailable_reason(capability, name, has_cuda)
-        if not reason and count <= device_id:
-            reason = f"MXNet sees {count} GPU(s), gpu:{device_id} requested (no driver or no device?)"
+    if target.is_gpu:
+        reason = gpu.mxnet_device_unavailable_reason(device_id, count, gpu.visible_inventory(), has_cuda, count_error)
     if reason:
         return [_row(b, p, device, UNAVAILABLE, reason, versions) for b, p in rows]
     weights = probe.tiny_weights()
     expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
-    ctx = mx.cpu() if kind == "cpu" else mx.gpu(device_id)
+    ctx = mx.gpu(device_id) if target.is_gpu else mx.cpu()
     out = []
     for backend, precision in rows:
         try:
@@ -166,23 +162,21 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
 
 
 def _ort_variant(precision: str, fp32_path: Path, scratch: Path, weights: Dict[str, np.ndarray]) -> Path:
-    """The tiny model as the file ``precision`` runs, built by the project's own variant builders."""
+    """The tiny model as the file ``precision`` runs (:data:`~vggbench.runtimes.backends.PRECISIONS`), built
+    by the project's own variant builders."""
     from vggbench.export import variants
 
-    if precision in ("fp32", "tf32"):
+    variant = PRECISIONS[precision][0]
+    if variant == "fp32":
         return fp32_path
-    path = scratch / f"tiny.{precision}.onnx"
+    path = scratch / ONNX_VARIANT_FILES[variant]
+
+    def calibration() -> List[np.ndarray]:
+        rng = np.random.RandomState(1)
+        return [weights["x"]] + [rng.uniform(-1, 1, probe.TINY_INPUT_SHAPE).astype(np.float32) for _ in range(7)]
+
     if not path.is_file():
-        if precision == "opt":
-            variants.write_ort_optimized(fp32_path, path)
-        elif precision == "fp16":
-            variants.convert_fp16(fp32_path, path)
-        elif precision == "int8":
-            rng = np.random.RandomState(1)
-            batches = [weights["x"]] + [rng.uniform(-1, 1, probe.TINY_INPUT_SHAPE).astype(np.float32) for _ in range(7)]
-            variants.quantize_int8(fp32_path, path, batches)
-        else:
-            raise VggbenchError(f"doctor has no tiny model for precision {precision!r}")
+        variants.build_variant(variant, fp32_path, path, calibration)
     return path
 
 
@@ -218,12 +212,12 @@ def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) 
         fp32_path = scratch / "tiny.onnx"
         onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
         for backend, precision in rows:
-            kind = BACKENDS[backend].device_kind
-            device = "cpu" if kind == "cpu" else f"gpu:{device_id}"
+            target = backend_device(backend, device_id)
+            device = str(target)
             if backend not in backend_reasons:
                 backend_reasons[backend] = probe.probe_ort_backend(backend, device_id)
             reason = backend_reasons[backend]
-            if not reason and kind == "gpu":
+            if not reason and target.is_gpu:
                 reason = providers.gpu_precision_unavailable_reason(precision, capability, name)
             if not reason and precision == "tf32" and os.environ.get(providers.TF32_OVERRIDE_VAR) == "0":
                 reason = f"{providers.TF32_OVERRIDE_VAR}=0 is set: TF32 is off in this process"
@@ -286,37 +280,38 @@ def smoke_groups(rows: Sequence[Tuple[str, str]]) -> List[Dict[str, Any]]:
 
 
 def _run_child(group: Dict[str, Any], device_id: int, seconds: float, timeout_s: float) -> List[Dict[str, Any]]:
-    from vggbench.bench.worker import describe_exit
+    def device(backend: str) -> str:
+        return str(backend_device(backend, device_id))
 
     with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch:
         spec_path, out_path = Path(scratch) / "spec.json", Path(scratch) / "rows.json"
         spec_path.write_text(json.dumps({"family": group["family"], "rows": group["rows"], "device_id": device_id,
                                          "seconds": seconds}))
-        env = dict(os.environ)
+        env = use_pci_bus_order(dict(os.environ))
         for name, value in group["env"].items():
             if value is None:
                 env.pop(name, None)
             else:
                 env[name] = value
-        device = lambda b: "cpu" if BACKENDS[b].device_kind == "cpu" else f"gpu:{device_id}"  # noqa: E731
         try:
-            proc = subprocess.run([sys.executable, "-m", "vggbench.doctor", str(spec_path), str(out_path)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return [_row(b, p, device(b), ERROR, f"the smoke process timed out after {timeout_s:g} s")
-                    for b, p in group["rows"]]
+            proc = processes.run_bounded([sys.executable, "-m", "vggbench.doctor", str(spec_path), str(out_path)],
+                                         env, timeout_s, who="smoke process")
+        except processes.ChildTimedOut as err:
+            return [_row(b, p, device(b), ERROR, str(err)) for b, p in group["rows"]]
         if proc.returncode != 0 or not out_path.is_file():
-            why = describe_exit(proc.returncode, proc.stderr.decode(errors="replace"))
-            why = why.replace("worker", "smoke process", 1)
+            why = processes.describe_exit(proc.returncode, proc.stderr.decode(errors="replace"), "smoke process")
             return [_row(b, p, device(b), UNAVAILABLE, why) for b, p in group["rows"]]
         return json.loads(out_path.read_text())
 
 
-def environment_notes(distributions: Optional[Dict[str, str]] = None) -> List[str]:
-    """Install problems doctor points out: two builds of one module installed at once.
+def environment_notes(distributions: Optional[Dict[str, str]] = None,
+                      clashes: Optional[Dict[str, List[str]]] = None) -> List[str]:
+    """Install problems doctor points out: two builds of one module installed at once, and files
+    that two installed distributions both own.
 
     Parameters:
         distributions: ``{name: version}`` installed (default: the mxnet and onnxruntime ones here).
+        clashes: ``{path: [distributions]}`` (default: read from the installed RECORDs).
     """
     if distributions is None:
         distributions = libraries.installed_distributions(["mxnet", "onnxruntime"])
@@ -326,6 +321,22 @@ def environment_notes(distributions: Optional[Dict[str, str]] = None) -> List[st
         if len(names) > 1:
             notes.append(f"{' and '.join(names)} are both installed and write the same {module}/ folder (the last "
                          f"one installed wins, partly): pip uninstall {' '.join(names)}, then install one extra")
+    notes.extend(file_clash_notes(libraries.installed_file_clashes() if clashes is None else clashes))
+    return notes
+
+
+def file_clash_notes(clashes: Dict[str, List[str]], examples: int = 3) -> List[str]:
+    """One line per set of distributions that install the same files
+    (:func:`vggbench.platform.libraries.installed_file_clashes`), with a few of the paths."""
+    by_owners: Dict[Tuple[str, ...], List[str]] = {}
+    for path, owners in clashes.items():
+        by_owners.setdefault(tuple(owners), []).append(path)
+    notes = []
+    for owners, paths in sorted(by_owners.items()):
+        shown = ", ".join(paths[:examples]) + (f" and {len(paths) - examples} more" if len(paths) > examples else "")
+        notes.append(f"{' and '.join(owners)} install the same {len(paths)} file(s) ({shown}): the last one "
+                     f"installed overwrote the other's, and uninstalling either deletes them; keep them in separate "
+                     f"venvs (docs/gpus.md, two venvs) or pip uninstall {' '.join(owners)} and install one extra")
     return notes
 
 
@@ -356,7 +367,7 @@ def doctor_table(rows: Sequence[Dict[str, Any]]) -> str:
 def _machine_lines(versions: Dict[str, Any]) -> List[str]:
     gpus = versions["gpus"]
     if gpus:
-        described = "; ".join(f"gpu:{i} {g['name']} (compute capability {g['compute_capability'] or '?'}, "
+        described = "; ".join(f"{Device('gpu', i)} {g['name']} (compute capability {g['compute_capability'] or '?'}, "
                               f"{g['memory_total_mib'] or '?'} MiB)" for i, g in enumerate(gpus))
         lines = [f"GPUs: {described}; driver {versions['driver'] or '?'} (CUDA {versions['cuda_driver_api'] or '?'})"]
     else:
@@ -476,7 +487,7 @@ def gpu_smoke(out_dir: Any, model: str = "vgg11_bn", width_ratio: float = 4.0,
     rows, _ = doctor(json_path=str(out / "doctor.json"), out=table, device_id=device_id)
     write_bytes_atomic(out / "doctor.md", table.getvalue().encode())
     mxnet_gpu = any(r["status"] == AVAILABLE for r in rows if r["backend"] in ("mxnet-gpu", "mxnet-hybrid-gpu"))
-    ctx = f"gpu:{device_id}" if mxnet_gpu else "cpu"
+    ctx = str(Device("gpu", device_id) if mxnet_gpu else Device("cpu"))
     log(f"doctor: {sum(r['status'] == AVAILABLE for r in rows)} of {len(rows)} backend x precision rows available; "
         f"training on {ctx}")
     run_dirs = []

@@ -89,6 +89,8 @@ _PYTHON_FRAME = re.compile(r'^File ".*", line \d+, in ')  # a Python traceback f
 _NATIVE_FRAME = re.compile(r'^File ".*", line \d+$')  # MXNet's C++ location line
 _MXNET_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ")  # "[09:22:22] ../src/x.cc:192: "
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")  # "[ONNXRuntimeError] : 2 : CODE : "
+# Terminal colour codes (ONNX Runtime colours its log lines: "\x1b[1;31m ... \x1b[m").
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NOISE = ("Traceback (most recent call last):", "During handling of the above exception",
           "The above exception was the direct cause")
 
@@ -109,7 +111,7 @@ def summarize_error(error: Union[BaseException, str], max_chars: int = SUMMARY_M
     Returns the message on one line (whitespace collapsed); an exception with no text gives its
     type name.
     """
-    raw = [line.rstrip() for line in str(error).replace("\r", "").split("\n")]
+    raw = [line.rstrip() for line in strip_ansi(str(error)).replace("\r", "").split("\n")]
     if any(line.strip() == "Stack trace:" for line in raw):  # MXNet's native backtrace: [bt] (0) ...
         raw = raw[:[line.strip() for line in raw].index("Stack trace:")]
     raw = [line for line in raw if line.strip() and not line.strip().startswith("[bt] (")]
@@ -122,6 +124,11 @@ def summarize_error(error: Union[BaseException, str], max_chars: int = SUMMARY_M
     if len(summary) > max_chars:
         summary = summary[:max_chars - 3].rstrip() + "..."
     return summary
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour/cursor escape sequences (what ONNX Runtime's logger adds)."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def _mxnet_message(lines) -> str:

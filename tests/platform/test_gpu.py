@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from vggbench.errors import VggbenchError
-from vggbench.platform import gpu, libraries
+from vggbench.platform import driver, gpu, libraries
 from vggbench.runtimes import probe, providers
 
 HAS_GPU = bool(gpu.gpu_inventory())
@@ -265,7 +265,8 @@ def test_tensorrt_preload(tmp_path):
 
 def test_a_gpu_mxnet_without_its_libraries_is_a_one_line_import_error(tmp_path):
     """The _mxnet hook: with a mxnet-cu117 distribution installed (its dist-info here) and no CUDA
-    11 libraries, importing mxnet is a one-line VggbenchError naming the missing library."""
+    11 libraries, importing mxnet is a one-line VggbenchError naming the first cause: no driver
+    (libmxnet.so links libcuda.so.1) where there is none, else the missing library."""
     info = tmp_path / "mxnet_cu117-1.9.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mxnet-cu117\nVersion: 1.9.1\n")
@@ -276,7 +277,12 @@ def test_a_gpu_mxnet_without_its_libraries_is_a_one_line_import_error(tmp_path):
     if CUDA11_ON_LIBRARY_PATH:
         pytest.skip("a CUDA 11 runtime is on the library path")
     assert proc.returncode == 1, proc.stderr
-    assert proc.stdout.count("\n") == 1 and "mxnet-cu117 needs libcudart.so.11.0" in proc.stdout
+    assert proc.stdout.count("\n") == 1
+    if driver.driver_facts().libcuda_error:  # no driver: that cause first, with the CPU build's recipe
+        assert "mxnet-cu117 (MXNet's CUDA build) links libcuda.so.1" in proc.stdout
+        assert '.venv-cpu/bin/pip install -e ".[cpu]"' in proc.stdout
+    else:
+        assert "mxnet-cu117 needs libcudart.so.11.0" in proc.stdout
 
 
 def test_installed_mxnet_here_is_one_build():
@@ -363,8 +369,12 @@ def test_ort_cpu_probe_runs_a_real_session():
                                                ("ort-trt", "TensorrtExecutionProvider")])
 def test_gpu_probes_say_why_they_are_unavailable_here(backend, provider):
     reason = probe.probe_ort_backend(backend)
-    assert reason.startswith(f"onnxruntime {ort.__version__} (package onnxruntime, CPU build) has no {provider}")
-    assert "gpu" in reason and "\n" not in reason
+    assert f"onnxruntime {ort.__version__} (package onnxruntime, CPU build) has no {provider}" in reason
+    assert "\n" not in reason
+    if driver.driver_facts().libcuda_error:  # no driver: that cause first, whatever the package
+        assert reason.startswith("no NVIDIA driver on this machine") or reason.startswith("nvidia-smi is at")
+    else:
+        assert reason.startswith(f"onnxruntime {ort.__version__}") and ".[gpu" in reason
 
 
 def test_probe_refuses_unknown_backends():

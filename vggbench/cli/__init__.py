@@ -17,6 +17,7 @@ from vggbench import __version__
 from vggbench.cli import bench, bench_table, compare, data, doctor, exercises, launch, models, optimize, train_export
 from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
 from vggbench.messages import set_quiet
+from vggbench.platform.driver import use_pci_bus_order
 
 # The commands in workflow order: `vggbench --help` lists them so. Each module has NAME, add(sub), run(args).
 COMMANDS = (data, models, train_export, optimize, bench, compare, exercises, launch, doctor, bench_table)
@@ -40,6 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run one ``vggbench`` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
+    use_pci_bus_order()  # before anything starts CUDA; children inherit it
     previous = install_sigterm_handler()
     try:
         return args.func(args) or EXIT_OK

@@ -249,6 +249,25 @@ def convert_fp16(src: Path, dst: Path) -> Dict[str, Any]:
             "keep_io_types": True, "io_type": "float32"}
 
 
+def build_variant(variant: str, src: Path, dst: Path, calibration: Callable[[], Sequence[np.ndarray]],
+                  method: str = DEFAULT_CALIB_METHOD, progress: bool = False) -> Dict[str, Any]:
+    """Write the ``variant`` (``opt``, ``int8`` or ``fp16``) of the fp32 ONNX file ``src`` to ``dst``;
+    returns its build record. The one place a variant name decides which builder runs
+    (``vggbench optimize`` and doctor's tiny model both come here).
+
+    Parameters:
+        calibration: returns the int8 calibration batches (called only for ``int8``).
+        method, progress: int8 calibration method and progress bar.
+    """
+    if variant == "opt":
+        return write_ort_optimized(src, dst)
+    if variant == "fp16":
+        return convert_fp16(src, dst)
+    if variant == "int8":
+        return quantize_int8(src, dst, calibration(), method=method, progress=progress)
+    raise VggbenchError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+
+
 def _pack_raw(graph) -> None:
     """Store initializers as raw bytes.
 
@@ -367,21 +386,17 @@ def _write_variants(run_dir: Path, wanted: List[str], calib_images: int, data_di
         final = run_dir / ONNX_VARIANT_FILES[precision]
         started = time.time()
         with artifacts.atomic_path(final) as temp:
+            if precision == "int8" and batches is None:
+                batches = calibration_batches(input_size, calib_images, seed, data_dir)
+            built = {"build": build_variant(precision, fp32_path, temp, lambda: batches, calib_method, progress)}
             if precision == "opt":
-                built = {"build": write_ort_optimized(fp32_path, temp)}
                 _check_model(str(temp), final.name, full=False)  # com.microsoft ops: no full check
-            elif precision == "fp16":
-                built = {"build": convert_fp16(fp32_path, temp)}
-            else:
-                if batches is None:
-                    batches = calibration_batches(input_size, calib_images, seed, data_dir)
-                settings = quantize_int8(fp32_path, temp, batches, method=calib_method, progress=progress)
+            elif precision == "int8":
+                settings = built["build"]
                 _check_model(str(temp), final.name)
-                built = {"build": settings,
-                         "calibration": {"n_images": int(sum(len(b) for b in batches)), "split": "train",
-                                         "seed": seed, "method": calib_method,
-                                         "per_channel": settings["per_channel"],
-                                         "batch_size": CALIB_BATCH_SIZE}}
+                built["calibration"] = {"n_images": int(sum(len(b) for b in batches)), "split": "train",
+                                        "seed": seed, "method": calib_method, "per_channel": settings["per_channel"],
+                                        "batch_size": CALIB_BATCH_SIZE}
             built["onnx"] = make_portable_file(temp)  # opset 15 / IR 8, unused domains dropped, batch dim
             build_s = time.time() - started
             built["accuracy_threads"] = threads

@@ -35,6 +35,39 @@ def installed_distributions(prefixes: Sequence[str]) -> Dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def installed_file_clashes(distributions: Optional[Iterable[Any]] = None) -> Dict[str, List[str]]:
+    """``{path: [distribution, ...]}`` for every installed file that the RECORDs of two or more
+    distributions list: the one installed last overwrote the others' copy, and uninstalling any of
+    them deletes it (``nvidia-curand-cu11`` and ``-cu12`` both own ``nvidia/curand/lib/libcurand.so.10``).
+
+    Parameters:
+        distributions: ``importlib.metadata`` distributions (default: every one on ``sys.path``).
+
+    Left out: ``.dist-info`` folders, bytecode caches, and files that every owner records as
+    empty (the ``nvidia/__init__.py`` of a namespace package). The same distribution found twice on
+    ``sys.path`` (a user site and a venv) counts once.
+    """
+    owners: Dict[str, Dict[str, Optional[int]]] = {}
+    seen = set()
+    for dist in metadata.distributions() if distributions is None else distributions:
+        name = (dist.metadata["Name"] or "?").lower().replace("_", "-")
+        root = str(dist.locate_file(""))
+        if (name, root) in seen:
+            continue
+        seen.add((name, root))
+        for entry in dist.files or ():
+            text = str(entry)
+            if ".dist-info/" in text or "__pycache__/" in text or text.startswith(".."):
+                continue
+            path = os.path.normpath(os.path.join(root, text))
+            owners.setdefault(path, {})[name] = entry.size
+    clashes = {}
+    for path, by_name in sorted(owners.items()):
+        if len(by_name) > 1 and set(by_name.values()) != {0}:
+            clashes[path] = sorted(by_name)
+    return clashes
+
+
 def mxnet_distributions() -> Dict[str, str]:
     """The installed mxnet distributions: ``{"mxnet": "1.9.1"}`` (CPU) or ``{"mxnet-cu117": ...}``.
     Two at once share one ``mxnet/`` folder, whichever was installed last wins: doctor says so."""
@@ -268,7 +301,9 @@ def _library_version(path: str, function: str, out_parameter: bool) -> Optional[
         if out_parameter:
             value = ctypes.c_int(0)
             return value.value if call(ctypes.byref(value)) == 0 else None
-        call.restype = ctypes.c_size_t
+        call.argtypes, call.restype = [], ctypes.c_int  # cudnnGetVersion: size_t; getInferLibVersion: int32_t
+        if function == "cudnnGetVersion":
+            call.restype = ctypes.c_size_t
         return int(call())
     except (OSError, AttributeError):
         return None

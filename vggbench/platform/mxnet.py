@@ -141,10 +141,16 @@ def ensure_onnx_mapping(onnx_module) -> bool:
 def _before_import() -> None:
     """Runs once before mxnet's first import attempt: the spot to preload native libraries
     (e.g. the CUDA 11 libraries a GPU build links against). Nothing to do for the CPU build."""
-    from vggbench.platform import libraries
+    from vggbench.platform import driver, libraries
 
-    if libraries.mxnet_is_gpu_build():  # mxnet-cu117 bundles none of the CUDA 11 / cuDNN 8 libraries it links
-        libraries.preload_cuda11_for_mxnet()
+    driver.use_pci_bus_order()  # before CUDA starts: gpu(N) is nvidia-smi's GPU N
+    gpu_builds = [name for name in libraries.mxnet_distributions() if name.startswith("mxnet-cu")]
+    if gpu_builds:
+        # no driver first: libmxnet.so links libcuda.so.1, so no CUDA 11 library could help then
+        reason = driver.mxnet_gpu_build_without_driver(gpu_builds[0], driver.driver_facts())
+        if reason:
+            raise VggbenchError(f"cannot import mxnet: {reason}")
+        libraries.preload_cuda11_for_mxnet()  # mxnet-cu117 bundles none of the CUDA 11 / cuDNN 8 libraries it links
 
 
 def _import_error(err: BaseException) -> VggbenchError:
@@ -225,3 +231,20 @@ def mxnet_threads_source() -> Optional[str]:
     """Where :func:`mxnet_threads` came from: ``--threads``, ``OMP_NUM_THREADS``, ``physical cores``,
     ``MXNET_OMP_MAX_THREADS`` or ``mxnet default`` (mxnet imported before vggbench asked)."""
     return _state["threads_source"]
+
+
+def mxnet_cuda_facts() -> Tuple[bool, int, Optional[str]]:
+    """What this mxnet says about GPUs: ``(has_cuda, gpu_count, count_error)``.
+
+    ``has_cuda`` is False for the CPU build; ``gpu_count`` is ``mx.context.num_gpus()`` (0 for the
+    CPU build, or when a CUDA build cannot count: then ``count_error`` is the one-line reason).
+    The decision built on these facts is :func:`vggbench.platform.gpu.mxnet_device_unavailable_reason`.
+    """
+    mx = import_mxnet()
+    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
+    if not has_cuda:
+        return False, 0, None
+    try:
+        return True, int(mx.context.num_gpus()), None
+    except mx.base.MXNetError as err:  # a CUDA build without a usable driver
+        return True, 0, f"MXNet cannot count GPUs: {summarize_error(err)}"

@@ -8,6 +8,7 @@ on the provider, and compares one inference with numpy.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -18,7 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vggbench.errors import VggbenchError, summarize_error
+from vggbench.errors import VggbenchError, strip_ansi, summarize_error
+from vggbench.platform.driver import (driver_facts, driver_too_old_reason, missing_library_reason,
+                                      no_driver_reason, no_kernel_reason)
+from vggbench.platform.gpu import visible_inventory
 from vggbench.platform.libraries import ort_build
 from vggbench.runtimes.backends import BACKENDS
 from vggbench.runtimes.providers import cuda_provider_options, preload_ort_cuda
@@ -91,20 +95,23 @@ _NON_COMPUTE_OPS = ("MemcpyFromHost", "MemcpyToHost", "Flatten", "Reshape", "Cas
 
 @contextlib.contextmanager
 def captured_native_stderr():
-    """Capture what native code writes to file descriptor 2 (ONNX Runtime's logger) into
-    ``result["text"]``, so a provider that failed to load can be reported with its own words."""
+    """Capture what native code writes to file descriptor 2 (ONNX Runtime's logger) and what
+    Python code prints (ONNX Runtime's ``EP Error`` block) into ``result["text"]``, colour codes
+    removed, so a provider that failed to load can be reported with its own words."""
     result = {"text": ""}
     sys.stderr.flush()
     saved = os.dup(2)
+    printed = io.StringIO()
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield result
+            with contextlib.redirect_stdout(printed):
+                yield result
         finally:
             os.dup2(saved, 2)
             os.close(saved)
             sink.seek(0)
-            result["text"] = sink.read().decode(errors="replace")
+            result["text"] = strip_ansi(sink.read().decode(errors="replace") + printed.getvalue())
 
 
 def first_error_line(log_text: str) -> Optional[str]:
@@ -118,6 +125,48 @@ def first_error_line(log_text: str) -> Optional[str]:
             if text:
                 return text
     return None
+
+
+def ep_error_message(log_text: str) -> Optional[str]:
+    """The message of ONNX Runtime's ``EP Error`` block (printed when a provider cannot be created
+    and the session falls back), without the C++ source location and function signature:
+    ``CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version``,
+    ``Please install TensorRT libraries as mentioned in the GPU requirements page, ...``."""
+    text = strip_ansi(log_text or "")
+    start = text.find("EP Error ")
+    if start < 0:
+        return None
+    body = text[start + len("EP Error "):]
+    body = body.split(" when using [", 1)[0].strip()
+    cuda = re.search(r"CUDA failure \d+: [^;\n]+", body)
+    if cuda:
+        return cuda.group(0).strip()
+    locations = list(re.finditer(r"\S+\.(?:cc|cpp|h):\d+ ", body))
+    rest = body[locations[-1].end():] if locations else body
+    rest = _skip_signature(rest)
+    return summarize_error(rest) or None
+
+
+def _skip_signature(text: str) -> str:
+    """``text`` without a leading C++ function signature (balanced parentheses, then an optional
+    ``[with ...]`` block): what follows it is the message."""
+    paren = text.find("(")
+    if paren < 0 or ". " in text[:paren]:
+        return text
+    depth, at = 0, paren
+    for at in range(paren, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[at], 0)
+        if depth == 0:
+            break
+    rest = text[at + 1:].lstrip()
+    if rest.startswith("[with "):
+        depth = 0
+        for at, char in enumerate(rest):
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            if depth == 0:
+                rest = rest[at + 1:].lstrip()
+                break
+    return rest
 
 
 def profiled_node_providers(profile_path: Any) -> List[Tuple[str, str]]:
@@ -149,6 +198,51 @@ def _probe_providers(backend: str, device_id: int) -> List[Any]:
     return providers
 
 
+def provider_cuda_code(ort_module: Any = None):
+    """The SASS/PTX of this onnxruntime's CUDA provider library
+    (:func:`vggbench.platform.cuda_code.read_cuda_code`), or None when there is none."""
+    from vggbench.platform.cuda_code import NotACudaLibrary, read_cuda_code
+
+    try:
+        import onnxruntime
+
+        library = Path((ort_module or onnxruntime).__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+        return read_cuda_code(library) if library.is_file() else None
+    except (ImportError, OSError, NotACudaLibrary):
+        return None
+
+
+def gpu_failure_reason(backend: str, failure_text: str, facts: Any, build: Dict[str, Any],
+                       device_id: int = 0, inventory: Optional[Sequence[Any]] = None,
+                       cuda_code: Any = "read") -> Optional[str]:
+    """Why a GPU session failed or fell back, by the first cause that holds (the order of
+    :mod:`vggbench.platform.driver`): no driver, driver too old, a missing library (from the loader
+    message in ``failure_text``), no kernel for the GPU; None when none of those explains it (the
+    caller then reports the runtime's own text).
+
+    Parameters:
+        backend: ``ort-cuda`` or ``ort-trt``.
+        failure_text: ONNX Runtime's log and ``EP Error`` text (colour codes are removed).
+        facts: :func:`vggbench.platform.driver.driver_facts`.
+        build: :func:`vggbench.platform.libraries.ort_build`.
+        device_id: the GPU, in CUDA's numbering.
+        inventory: the GPUs in CUDA's numbering (default: :func:`visible_inventory`).
+        cuda_code: the provider library's code (default: :func:`provider_cuda_code`).
+    """
+    name = f"{build.get('package') or 'onnxruntime-gpu'} {build.get('version')}"
+    reason = (no_driver_reason(facts, backend)
+              or driver_too_old_reason(facts, build.get("cuda_version"), name, failure_text)
+              or missing_library_reason(failure_text, name, build.get("cuda_version")))
+    if reason:
+        return reason
+    gpus = list(visible_inventory() if inventory is None else inventory)
+    if device_id < len(gpus):
+        code = provider_cuda_code() if cuda_code == "read" else cuda_code
+        return no_kernel_reason(code, gpus[device_id].compute_capability, gpus[device_id].name,
+                                f"{name}'s CUDA provider")
+    return None
+
+
 def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2) -> Optional[str]:
     """None when ``backend`` really runs here, else the reason in one line.
 
@@ -171,12 +265,21 @@ def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2)
         return f"cannot import onnxruntime ({err}); install the cpu or gpu extra"
     provider = BACKENDS[backend].provider
     build = ort_build()
-    if provider not in build["available_providers"]:
-        extra = {"ort-cuda": "install the gpu extra (onnxruntime-gpu) on a machine with an NVIDIA GPU",
-                 "ort-trt": "install the gpu and trt extras (onnxruntime-gpu + TensorRT 10)"}.get(backend, "")
-        kind = f"CUDA {build['cuda_version']}" if build["cuda_version"] else "CPU"
-        return (f"onnxruntime {build['version']} (package {build.get('package') or 'onnxruntime'}, {kind} build) "
-                f"has no {provider}; {extra}")
+    facts = driver_facts() if backend != "ort-cpu" else None
+    in_build = provider in build["available_providers"]
+    kind = f"CUDA {build['cuda_version']}" if build["cuda_version"] else "CPU"
+    package = f"onnxruntime {build['version']} (package {build.get('package') or 'onnxruntime'}, {kind} build)"
+    no_driver = facts and no_driver_reason(facts, backend)
+    if no_driver:  # cause 1 first: no package change can fix it
+        return no_driver + ("" if in_build else f"; {package} has no {provider} either")
+    if not in_build:
+        extra = {"ort-cuda": 'install the gpu extra: pip install -e ".[gpu]"',
+                 "ort-trt": 'install the gpu and trt extras: pip install -e ".[gpu,trt]"'}.get(backend, "")
+        return f"{package} has no {provider}; {extra}"
+    build_name = f"{build.get('package') or 'onnxruntime-gpu'} {build['version']}"
+    too_old = facts and driver_too_old_reason(facts, build["cuda_version"], build_name)
+    if too_old:
+        return too_old
     preload = preload_ort_cuda(tensorrt=backend == "ort-trt") if backend != "ort-cpu" else {"messages": []}
     weights = tiny_weights()
     expected = tiny_reference(weights["x"], weights["conv"], weights["dense"])
@@ -194,14 +297,16 @@ def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2)
                     logits = session.run(None, {"x": weights["x"]})[0]
                     profile = session.end_profiling()
         except Exception as err:  # noqa: BLE001 - any failure is the reason
-            return f"{provider} failed: {summarize_error(err)}"
+            return gpu_failure_reason(backend, f"{log['text']}\n{err}", facts, build, device_id) or \
+                f"{provider} failed: {summarize_error(err)}"
         if got_provider != provider:
-            cause = first_error_line(log["text"]) or next(iter(preload["messages"]), None)
-            return (f"onnxruntime fell back to {got_provider} instead of {provider}"
-                    + (f": {cause}" if cause else " (GPU or its libraries not usable here)"))
+            text = "\n".join([log["text"]] + list(preload["messages"]))
+            return gpu_failure_reason(backend, text, facts, build, device_id) or (
+                f"onnxruntime fell back to {got_provider} instead of {provider}: "
+                + (ep_error_message(text) or first_error_line(text) or "GPU or its libraries not usable here"))
         reason = fallback_reason(profiled_node_providers(profile), provider)
         if reason:
-            return reason
+            return gpu_failure_reason(backend, "", facts, build, device_id) or reason
     error = relative_error(logits, expected)
     if not error <= tolerance:
         return f"{provider} ran but computed a wrong result (relative error {error:.3g} > {tolerance:g})"

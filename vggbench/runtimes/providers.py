@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from vggbench.errors import VggbenchError
+from vggbench.platform.driver import use_pci_bus_order
 from vggbench.platform.gpu import parse_compute_capability
 from vggbench.platform.libraries import _ort_version_tag, loaded_cuda_libraries, ort_build, preload_tensorrt
 from vggbench.runtimes.backends import BACKENDS
@@ -38,6 +39,7 @@ def preload_ort_cuda(tensorrt: bool = False) -> Dict[str, Any]:
     """
     import onnxruntime as ort
 
+    use_pci_bus_order()  # before CUDA starts in this process: device_id N is nvidia-smi's GPU N
     report: Dict[str, Any] = {"messages": [], "tensorrt": []}
     preload = getattr(ort, "preload_dlls", None)
     if preload is None:
