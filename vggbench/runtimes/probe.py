@@ -20,8 +20,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from vggbench.errors import VggbenchError, strip_ansi, summarize_error
-from vggbench.platform.driver import (driver_facts, driver_too_old_reason, missing_library_reason,
-                                      no_driver_reason, no_kernel_reason)
+from vggbench.platform.driver import (
+    driver_facts,
+    driver_too_old_reason,
+    missing_library_reason,
+    no_driver_reason,
+    no_kernel_reason,
+)
 from vggbench.platform.gpu import visible_inventory
 from vggbench.platform.libraries import ort_build
 from vggbench.runtimes.backends import BACKENDS
