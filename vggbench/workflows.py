@@ -8,12 +8,13 @@ between them; rendering is :mod:`vggbench.bench.report`'s, writing files :mod:`v
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from vggbench.artifacts.io import write_bytes_atomic, write_json_atomic
 from vggbench.artifacts.layout import HISTORY_FILE, MANIFEST_NAME, check_output_file
-from vggbench.artifacts.manifest import read_manifest
+from vggbench.artifacts.manifest import read_history, read_manifest
 from vggbench.bench import results as R
 from vggbench.errors import VggbenchError
 from vggbench.messages import say
@@ -101,11 +102,31 @@ def find_run_dirs(runs_dir="runs") -> List[str]:
     return [str(p.parent) for p in sorted(root.glob(f"*/{MANIFEST_NAME}"))]
 
 
-def check_outputs(paths: Iterable[Optional[str]]) -> None:
-    """Refuse unwritable output files before any measuring (one line naming the path)."""
-    for path in paths:
-        if path:
-            check_output_file(path)
+def check_outputs(paths: Iterable[Optional[str]],
+                  flags: Sequence[str] = ("--json", "--csv", "--markdown", "--plot")) -> None:
+    """Refuse unwritable output files, and two outputs that are one file, before any measuring.
+
+    Parameters:
+        paths: the output files in the order of ``flags`` (None = not asked for).
+        flags: the option naming each path, for the one-line error.
+
+    Two outputs are the same file when their resolved paths are equal (``a.json`` and
+    ``./x/../a.json``, or through a symbolic link) or they already exist as one file (a hard link).
+    """
+    seen: List[tuple] = []
+    for flag, path in zip(flags, paths):
+        if not path:
+            continue
+        check_output_file(path, flag)
+        resolved = os.path.realpath(os.path.expanduser(path))
+        for other_flag, other_path, other_resolved in seen:
+            same = resolved == other_resolved
+            if not same and os.path.exists(resolved) and os.path.exists(other_resolved):
+                same = os.path.samefile(resolved, other_resolved)
+            if same:
+                raise VggbenchError(f"{other_flag} {other_path} and {flag} {path} are the same file; give each "
+                                    f"output its own file name")
+        seen.append((flag, path, resolved))
 
 
 def write_outputs(results: Dict[str, Any], json_path=None, csv_path=None, markdown_path=None,
@@ -426,7 +447,6 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
         estimate_only: say the plan and the estimate, train nothing; returns ``{"plan", "estimate"}``.
         log: progress lines. bench_options: :func:`vggbench.bench.sweep` overrides (e.g. ``rounds``).
     """
-    import json
     import time
 
     from vggbench.bench import report, sweep
@@ -487,7 +507,7 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
     results = sweep.sweep(run_dirs, log=log, **options)
     histories = {}
     for run_dir in run_dirs:
-        rows = json.loads((Path(run_dir) / HISTORY_FILE).read_text()).get("epochs", [])
+        rows = read_history(run_dir, read_manifest(run_dir))["epochs"]  # bounded, typed, sha256-checked
         histories[run_dir] = [{key: row.get(key) for key in ("epoch", "test_accuracy", "holdout_accuracy", "seconds",
                                                              "train_images")} for row in rows]
     published = {"results": results, "histories": histories, "settings": settings,
