@@ -8,7 +8,7 @@ import pytest
 
 from vggbench import workflows
 
-TINY = dict(epochs=1, train_limit=128, test_limit=64)
+TINY = dict(max_epochs=1, train_limit=128, test_limit=64)
 
 
 @pytest.mark.slow
@@ -24,16 +24,19 @@ def test_exercises_train_bench_and_publish(tmp_path, data_dir):
     for history in published["histories"].values():
         assert len(history) == 1 and 0 <= history[0]["test_accuracy"] <= 1
     markdown = (out / "exercises.md").read_text()
-    assert "LeNet vs AlexNet vs VGG-11" in markdown and "| lenet" in markdown and "ort-cpu images/s" in markdown
+    assert "LeNet vs AlexNet vs VGG-11" in markdown and "| lenet" in markdown and "ort-cpu img/s" in markdown
     assert (out / "baselines.png").read_bytes()[:4] == b"\x89PNG"
+    runs = published["exercises"][0]["runs"]
+    assert [(r["recipe"], r["stop_reason"], r["epochs_trained"]) for r in runs] == [
+        ("lenet", "max_epochs", 1), ("alexnet", "max_epochs", 1), ("vgg", "max_epochs", 1)]
     saved = json.loads((out / "exercises.json").read_text())
     assert saved["exercises"][0]["name"] == "baselines" and saved["histories"]
     # a second call with the same recipe reuses the finished runs instead of training again
     said = []
     workflows.exercises(out, data_dir=str(data_dir), progress=False, only=["baselines"], rounds=2, iters=1,
                        peak_sizes=[64], log=said.append, **TINY)
-    assert sum(line.startswith("exercises: reusing") for line in said) == 3
-    assert not any(line.startswith("exercises: training") for line in said)
+    assert sum(line.startswith("exercises:  reuse") for line in said) == 3
+    assert not any(line.startswith("exercises: [") for line in said)  # nothing trained again
 
 
 def test_unknown_exercise_is_a_user_error(tmp_path):

@@ -120,7 +120,7 @@ def resolve_recipe(model: str, recipe: Optional[str] = None, **explicit: Any):
     named = get_recipe(recipe or recipe_for_model(model))
     values: Dict[str, Any] = {"input_size": 96, "width_ratio": 1.0, **named.training_values()}
     values.update({key: value for key, value in explicit.items() if value is not None})
-    if values.get("until_plateau") and not values.get("holdout"):
+    if values.get("until_plateau") and values.get("holdout") is None:
         values["holdout"] = DEFAULT_HOLDOUT
     for key in ("width_ratio", "lr", "warmup_epochs", "holdout", "min_delta"):
         if key in values:

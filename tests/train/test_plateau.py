@@ -1,0 +1,113 @@
+"""Training to a plateau of held-out accuracy: the rule, the split, and real short trainings."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+from vggbench import train
+from vggbench.errors import VggbenchError
+from vggbench.train import plateau
+from vggbench.train import run as train_run
+
+# LeNet at 32 px on a few hundred real images: a real training, fast enough to run several times.
+QUICK = dict(input_size=32, train_limit=400, test_limit=100, parity_images=32, progress=False)
+
+
+@pytest.mark.parametrize("accuracies, patience, delta, best_epoch, since, reached", [
+    ([], 2, 0.0, 0, 0, False),
+    ([0.5, 0.6, 0.7], 2, 0.0, 3, 0, False),
+    ([0.5, 0.7, 0.69, 0.7], 2, 0.0, 2, 2, True),
+    ([0.5, 0.7, 0.705, 0.709], 2, 0.01, 2, 2, True),  # creeping gains below the delta are a plateau
+    ([0.5, 0.7, 0.72, 0.70], 2, 0.01, 3, 1, False),
+])
+def test_plateau_state(accuracies, patience, delta, best_epoch, since, reached):
+    state = plateau.plateau_state(accuracies, patience, delta)
+    assert (state.best_epoch, state.epochs_since_best, state.reached) == (best_epoch, since, reached)
+
+
+def test_stop_reasons():
+    assert plateau.stop_reason([0.5, 0.5, 0.5], 3, 10, True, 2, 0.0) == plateau.STOP_PLATEAU
+    assert plateau.stop_reason([0.5, 0.6], 2, 2, True, 2, 0.0) == plateau.STOP_MAX_EPOCHS
+    assert plateau.stop_reason([0.5, 0.5, 0.5], 3, 5, False, 1, 0.0) is None  # fixed epochs ignore plateaus
+    assert plateau.stop_reason([], 5, 5, False, 1, 0.0) == plateau.STOP_EPOCHS
+    with pytest.raises(VggbenchError, match="--patience"):
+        plateau.plateau_state([0.1], 0, 0.0)
+
+
+def test_holdout_split_is_disjoint_fixed_and_sized():
+    images, labels = np.arange(100).reshape(100, 1, 1), np.arange(100)
+    (train_x, train_y), (held_x, held_y) = plateau.split_holdout(images, labels, 0.1, seed=3)
+    assert len(held_y) == 10 and len(train_y) == 90 and not set(held_y) & set(train_y)
+    again = plateau.split_holdout(images, labels, 0.1, seed=3)[1][1]
+    assert list(again) == list(held_y) and list(plateau.split_holdout(images, labels, 0.1, seed=4)[1][1]) != list(held_y)
+    assert len(plateau.split_holdout(images, labels, 0.0, seed=3)[1][1]) == 0
+    with pytest.raises(VggbenchError, match="--holdout"):
+        plateau.split_holdout(images[:3], labels[:3], 0.1, seed=0)
+
+
+def test_time_to_accuracy_sums_training_seconds_until_reached():
+    history = [{"seconds": 10, "test_accuracy": 0.5}, {"seconds": 12, "test_accuracy": 0.8},
+               {"seconds": 11, "test_accuracy": 0.85}]
+    assert plateau.time_to_accuracy(history, 0.8) == 22
+    assert plateau.time_to_accuracy(history, 0.9) is None
+
+
+def test_training_stops_at_a_plateau_and_records_why(tmp_path, data_dir):
+    said = []
+    run_dir = train.train_export("lenet", until_plateau=True, patience=1, min_delta=0.5, epochs=4,
+                                 data_dir=str(data_dir), out=str(tmp_path), log=said.append, **QUICK)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    # no epoch can beat the first by 0.5: the plateau is reached after epoch 2, before the maximum of 4
+    assert manifest["epochs_trained"] == 2 and len(history["epochs"]) == 2
+    assert manifest["stop"]["reason"] == "plateau" and manifest["stop"]["best_epoch"] == 1
+    assert history["stop"] == manifest["stop"] and "stopped at a plateau after 2 epochs" in manifest["stop"]["line"]
+    assert manifest["recipe"]["holdout"] == 0.1 and manifest["recipe"]["until_plateau"]
+    assert manifest["recipe_source"]["name"] == "lenet" and said[0].startswith("recipe lenet:")
+    for row in history["epochs"]:
+        assert row["holdout_images"] == 40 and row["train_images"] == 360 and 0 <= row["holdout_accuracy"] <= 1
+    assert manifest["stop"]["best_holdout_accuracy"] == history["epochs"][0]["holdout_accuracy"]
+
+
+def test_training_without_a_plateau_stops_at_the_maximum(tmp_path, data_dir):
+    run_dir = train.train_export("lenet", until_plateau=True, patience=3, min_delta=0.0, epochs=2,
+                                 data_dir=str(data_dir), out=str(tmp_path), log=lambda line: None, **QUICK)
+    stop = json.loads((run_dir / "manifest.json").read_text())["stop"]
+    assert (stop["reason"], stop["epochs_trained"], stop["max_epochs"]) == ("max_epochs", 2, 2)
+
+
+def test_an_interrupted_plateau_run_resumes_and_decides_as_an_unbroken_one(tmp_path, data_dir, monkeypatch):
+    options = dict(until_plateau=True, patience=1, min_delta=0.5, epochs=4, data_dir=str(data_dir),
+                   log=lambda line: None, **QUICK)
+    unbroken = train.train_export("lenet", out=str(tmp_path / "a"), **options)
+    real_train_epoch = train_run.train_epoch
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        if inspect.signature(real_train_epoch).bind(*args, **kwargs).arguments["epoch"] == 2:
+            raise KeyboardInterrupt
+        return real_train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_run, "train_epoch", interrupted_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_export("lenet", out=str(tmp_path / "b"), **options)
+    monkeypatch.setattr(train_run, "train_epoch", real_train_epoch)
+    resumed = train.train_export("lenet", out=str(tmp_path / "b"), resume=True, **options)
+    first, second = (json.loads((d / "history.json").read_text()) for d in (unbroken, resumed))
+    assert first["stop"]["reason"] == second["stop"]["reason"] == "plateau"
+    assert len(first["epochs"]) == len(second["epochs"]) == 2
+    assert second["epochs"][0]["holdout_accuracy"] == first["epochs"][0]["holdout_accuracy"]
+
+
+def test_plateau_needs_a_holdout_and_resume_keeps_the_same_one(tmp_path, data_dir):
+    with pytest.raises(VggbenchError, match="--until-plateau needs held-out images"):
+        train.train_export("lenet", until_plateau=True, holdout=0.0, data_dir=str(data_dir), out=str(tmp_path), **QUICK)
+    run_dir = train.train_export("lenet", holdout=0.1, epochs=1, data_dir=str(data_dir), out=str(tmp_path),
+                                 log=lambda line: None, **QUICK)
+    (run_dir / "manifest.json").unlink()  # as if interrupted during the export
+    with pytest.raises(VggbenchError, match="holdout 0.1, this run asks for 0.2"):
+        train.train_export("lenet", holdout=0.2, epochs=2, resume=True, data_dir=str(data_dir), out=str(tmp_path),
+                           **QUICK)
