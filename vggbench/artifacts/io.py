@@ -7,6 +7,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -125,7 +126,32 @@ def write_bytes_atomic(path: PathLike, payload: bytes) -> None:
 
 
 def write_json_atomic(path: PathLike, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+    """Write ``obj`` as strict JSON, atomically: never ``NaN`` or ``Infinity``, which no JSON reader
+    (nor vggbench's) accepts. A non-finite number is written as ``null`` and a warning line names
+    where it was (``rows[3].images_per_s``), so the file stays readable and the gap is explained."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
+    except ValueError:
+        replaced: list = []
+        clean = _finite_or_null(json.loads(json.dumps(obj, default=_json_default)), "", replaced)
+        from vggbench.messages import say
+
+        say(f"warning: {path}: non-finite number(s) written as null at {', '.join(replaced[:5])}"
+            f"{f' and {len(replaced) - 5} more' if len(replaced) > 5 else ''}")
+        text = json.dumps(clean, indent=2, sort_keys=False, allow_nan=False)
+    write_bytes_atomic(path, (text + "\n").encode())
+
+
+def _finite_or_null(value: Any, where: str, replaced: list) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        replaced.append(where or "the top level")
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item, f"{where}.{key}" if where else str(key), replaced)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item, f"{where}[{index}]", replaced) for index, item in enumerate(value)]
+    return value
 
 
 def _json_default(value):

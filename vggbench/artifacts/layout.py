@@ -84,7 +84,13 @@ def find_enclosing_run_dir(path: PathLike) -> Optional[Path]:
 
 
 def _check_creatable_dir(path: Path, flag: str) -> None:
-    """``path`` is a writable folder, or the nearest existing ancestor is one (so it can be made)."""
+    """``path`` is a writable folder, or the nearest existing ancestor is one (so it can be made), and
+    its name is text: bytes that are not UTF-8 could not be written into a manifest or results file."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise VggbenchError(f"{flag} {ascii(str(path))} is not valid UTF-8 text; choose a path whose name is "
+                            f"UTF-8") from None
     if path.exists():
         if not path.is_dir():
             raise VggbenchError(f"{flag} {path} is a file, not a folder; choose a folder")

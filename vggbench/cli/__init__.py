@@ -15,6 +15,7 @@ from typing import List, Optional
 
 from vggbench import __version__
 from vggbench.cli import bench, bench_table, compare, data, doctor, exercises, launch, models, optimize, train_export
+from vggbench.cli.flags import OneLineParser
 from vggbench.errors import EXIT_OK, VggbenchError, exit_code_for, install_sigterm_handler
 from vggbench.messages import set_quiet
 from vggbench.platform.driver import use_pci_bus_order
@@ -25,7 +26,7 @@ COMMANDS = (data, models, train_export, optimize, bench, compare, exercises, lau
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``vggbench`` argument parser with every subcommand of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # subcommand parsers inherit the class: every argument error is one line
         prog="vggbench",
         description="Train, export and benchmark the VGG family (Gluon -> ONNX) on MXNet and ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"vggbench {__version__}")

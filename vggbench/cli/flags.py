@@ -27,7 +27,23 @@ def number(kind, minimum, below=None, strict=False):
     return parse
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line plus a pointer to ``--help`` (exit 2, as
+    argparse's), not the whole usage block: the same shape as every other vggbench error."""
+
+    def error(self, message: str):
+        message = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
 positive_int = number(int, 1)
+# SGD learning rates above this overflow float32 weights at the first step (1e39 is inf in float32);
+# Recipe.check holds the same bound for library callers.
+MAX_LR = 1000.0
+learning_rate = number(float, 0, below=MAX_LR, strict=True)
+# Bigger batches than this are not a benchmark of this model zoo but an out-of-memory error.
+MAX_BATCH_SIZE = 1 << 16
+batch_size = number(int, 1, below=MAX_BATCH_SIZE + 1)
 nonnegative_int = number(int, 0)
 positive_float = number(float, 0, strict=True)
 non_negative_float = number(float, 0)
@@ -71,7 +87,7 @@ def bench_flags(p, backends_help: str) -> None:
 
     p.add_argument("--backends", nargs="+", choices=list(BACKENDS), metavar="BACKEND",
                    help=f"{backends_help}; from: {', '.join(BACKENDS)}")
-    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="N",
+    p.add_argument("--batch-sizes", type=batch_size, nargs="+", default=list(DEFAULT_BATCH_SIZES), metavar="N",
                    help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))})")
     p.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), metavar="P",
                    help=f"from {', '.join(PRECISIONS)} (default: each backend's own that the run dir holds: "

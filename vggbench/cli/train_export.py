@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from vggbench.cli.flags import (
     add_command,
+    batch_size,
     data_dir_flag,
     input_size,
+    learning_rate,
     number,
     positive_float,
     positive_int,
@@ -27,8 +29,8 @@ def add(sub) -> None:
                         + "; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
     p.add_argument("--size", type=input_size, help="input size in pixels (default 96, or the recipe's; the paper uses 224)")
     p.add_argument("--epochs", type=positive_int, help="total epochs (default: the recipe's, 5)")
-    p.add_argument("--batch-size", type=positive_int, help="training batch size (default: the recipe's)")
-    p.add_argument("--lr", type=positive_float, help="learning rate (default: the recipe's: LeNet 0.9, AlexNet 0.01, "
+    p.add_argument("--batch-size", type=batch_size, help="training batch size (default: the recipe's)")
+    p.add_argument("--lr", type=learning_rate, help="learning rate (default: the recipe's: LeNet 0.9, AlexNet 0.01, "
                                                      "VGG 0.05)")
     p.add_argument("--width-ratio", type=positive_float,
                    help="divide conv channels by this (default 1 = full width, or the recipe's; 8 for a quick CPU run)")

@@ -57,13 +57,36 @@ def resolve_threads(threads: Optional[int] = None) -> Tuple[int, str]:
     if threads is not None:
         if int(threads) < 1:
             raise VggbenchError(f"--threads must be >= 1, got {threads}")
-        return int(threads), "--threads"
+        return _capped_threads(int(threads), "--threads"), "--threads"
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
-        return int(env), "OMP_NUM_THREADS"
+        return _capped_threads(int(env), "OMP_NUM_THREADS"), "OMP_NUM_THREADS"
     from vggbench.platform.cpu import physical_cores
 
     return physical_cores(), "physical cores"
+
+
+def max_threads() -> int:
+    """The most CPU threads worth asking for here: the logical CPUs this process may run on.
+
+    More threads than that only oversubscribe the cores; thousands make OpenMP and ONNX Runtime
+    spend minutes creating threads and hang on a signal.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _capped_threads(threads: int, source: str) -> int:
+    """``threads`` capped to :func:`max_threads`, with a warning line saying so."""
+    most = max_threads()
+    if threads <= most:
+        return threads
+    from vggbench.messages import say
+
+    say(f"warning: {source} {threads} is more than the {most} logical CPU(s) this process can run on; using {most}")
+    return most
 
 
 def restore_numpy_aliases(numpy_module) -> List[str]:

@@ -17,6 +17,11 @@ HISTORY_FILE, CURVES_FILE = artifacts.HISTORY_FILE, artifacts.CURVES_FILE
 CHECKPOINT_DIR, CHECKPOINT_INDEX = artifacts.CHECKPOINT_INDEX_PATH
 RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_FILE, CURVES_FILE)
 EVAL_BATCH_SIZE = 256
+# Bounds of a recipe (the command line checks the same at parse time): learning rates from here up
+# overflow float32 weights at the first step; bigger batches and longer runs are mistakes, not runs.
+MAX_LR = 1000.0
+MAX_BATCH_SIZE = 1 << 16
+MAX_EPOCHS = 100_000
 PARITY_IMAGES = 256
 # What a Recipe's optimizer, init and loss may name. Optimizers are MXNet's (mx.optimizer.create
 # with the recipe's learning rate and MXNet's other defaults: plain SGD has no momentum or decay).
@@ -84,11 +89,12 @@ class Recipe:
             raise VggbenchError(f"--size {self.input_size} is too small for VGG's five 2x2 pools; use 96 or 224")
         if not self.width_ratio > 0:
             raise VggbenchError(f"--width-ratio must be > 0, got {self.width_ratio}; 1 is full width")
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
-            if value < 1:
-                raise VggbenchError(f"{flag} must be >= 1, got {value}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise VggbenchError(f"--lr must be a finite number > 0, got {self.lr}; the lesson uses 0.05")
+        for flag, value, most in (("--epochs", self.epochs, MAX_EPOCHS), ("--batch-size", self.batch_size,
+                                                                         MAX_BATCH_SIZE)):
+            if not 1 <= value <= most:
+                raise VggbenchError(f"{flag} must be in 1..{most}, got {value}")
+        if not (0 < self.lr < MAX_LR):
+            raise VggbenchError(f"--lr must be a number > 0 and < {MAX_LR:g}, got {self.lr}; the lesson uses 0.05")
         if not 0 <= self.seed < 2 ** 31:
             raise VggbenchError(f"--seed must be in 0..{2 ** 31 - 1}, got {self.seed}")
         if self.train_limit is not None and self.train_limit < 1:
