@@ -327,13 +327,19 @@ def _plan_entry(entry, runs_dir: Path, settings: Dict[str, Any]) -> Dict[str, An
     return plan
 
 
-def _calibrate(recipe, train_split, eval_images, log: Log) -> Dict[str, float]:
+def _calibrate(recipe, train_split, eval_images) -> Dict[str, float]:
     """Training and evaluation images/s of ``recipe`` on this machine now: one warm-up batch,
-    then two timed batches, and one timed evaluation of ``eval_images``."""
+    then two timed batches, and one timed evaluation of ``eval_images``.
+
+    Also the same speeds as this process's CPU time allows on ``threads`` idle cores
+    (``quiet_*``): images / (CPU seconds / threads). On a machine shared with other jobs that is
+    the estimate for a quiet one (an upper bound on speed: it assumes the threads scale).
+    """
+    import os
     import time
 
     from vggbench import data
-    from vggbench.platform.mxnet import import_mxnet
+    from vggbench.platform.mxnet import import_mxnet, mxnet_threads
     from vggbench.train import build_network, build_trainer, evaluate, train_epoch
 
     mx = import_mxnet()
@@ -345,15 +351,20 @@ def _calibrate(recipe, train_split, eval_images, log: Log) -> Dict[str, float]:
     loss = recipe.make_loss()
     train_epoch(net, trainer, loss, data.data_loader(x[:batch], y[:batch], recipe.input_size, batch, shuffle=False),
                 contexts, 1, 1, recipe.lr, progress=False)
+    cpu = lambda: sum(os.times()[:2])  # noqa: E731  this process's user + system seconds
+    cpu_start = cpu()
     stats = train_epoch(net, trainer, loss, data.data_loader(x[:2 * batch], y[:2 * batch], recipe.input_size, batch,
                                                              shuffle=False), contexts, 1, 1, recipe.lr, progress=False)
-    start = time.perf_counter()
+    train_cpu_s, cpu_start, start = cpu() - cpu_start, cpu(), time.perf_counter()
     try:
         evaluate(net, eval_images[0], eval_images[1], recipe.input_size, contexts)
     except VggbenchError:
         pass  # diverged calibration weights still measure the speed
-    return {"train_images_per_s": stats["images_per_s"],
-            "eval_images_per_s": len(eval_images[1]) / (time.perf_counter() - start)}
+    eval_s, eval_cpu_s = time.perf_counter() - start, cpu() - cpu_start
+    threads = mxnet_threads() or 1
+    return {"train_images_per_s": stats["images_per_s"], "eval_images_per_s": len(eval_images[1]) / eval_s,
+            "quiet_train_images_per_s": stats["train_images"] * threads / max(train_cpu_s, 1e-9),
+            "quiet_eval_images_per_s": len(eval_images[1]) * threads / max(eval_cpu_s, 1e-9), "threads": threads}
 
 
 def _estimate(plans: List[Dict[str, Any]], settings: Dict[str, Any], data_dir, log: Log) -> Dict[str, Any]:
@@ -364,24 +375,26 @@ def _estimate(plans: List[Dict[str, Any]], settings: Dict[str, Any], data_dir, l
 
     todo = [plan for plan in plans if plan["action"] != "reuse"]
     if not todo:
-        return {"low_s": 0.0, "high_s": 0.0, "per_run": {}}
+        return {"low_s": 0.0, "high_s": 0.0, "quiet_low_s": 0.0, "quiet_high_s": 0.0, "per_run": {}}
     train_x, train_y = data.load_split(data_dir, True, settings["train_limit"], settings["seed"])
     test_count = min(settings["test_limit"] or 10000, 10000)
     images = int(round(len(train_y) * (1 - settings["holdout"])))
     eval_count = len(train_y) - images + test_count
     sample = (train_x[:256], train_y[:256])
-    low = high = 0.0
+    low = high = quiet_low = quiet_high = 0.0
     per_run: Dict[str, Dict[str, float]] = {}
     log(f"exercises: calibrating the training speed of {len(todo)} model(s) (a few batches each) for the estimate")
     for plan in todo:
-        speed = _calibrate(plan["recipe"], (train_x, train_y), sample, log)
+        speed = _calibrate(plan["recipe"], (train_x, train_y), sample)
         epoch_s = images / speed["train_images_per_s"] + eval_count / speed["eval_images_per_s"]
+        quiet_epoch_s = images / speed["quiet_train_images_per_s"] + eval_count / speed["quiet_eval_images_per_s"]
         first = max(0, settings["patience"] + 1 - plan["epochs_done"])
         rest = max(0, settings["max_epochs"] - plan["epochs_done"])
-        per_run[plan["run_dir"]] = dict(speed, epoch_s=epoch_s)
+        per_run[plan["run_dir"]] = dict(speed, epoch_s=epoch_s, quiet_epoch_s=quiet_epoch_s)
         low, high = low + min(first, rest) * epoch_s, high + rest * epoch_s
-    load = load_average()
-    return {"low_s": low, "high_s": high, "per_run": per_run, "load_average": load}
+        quiet_low, quiet_high = quiet_low + min(first, rest) * quiet_epoch_s, quiet_high + rest * quiet_epoch_s
+    return {"low_s": low, "high_s": high, "quiet_low_s": quiet_low, "quiet_high_s": quiet_high, "per_run": per_run,
+            "load_average": load_average(), "threads": speed["threads"]}
 
 
 def _minutes(seconds: float) -> str:
@@ -477,7 +490,9 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
         f"{_minutes(estimate['low_s'])} (every model stopping at its first chance, {patience + 1} epochs) to "
         f"{_minutes(estimate['high_s'])} (every model running {max_epochs} epochs), from speeds measured here now"
         + (f" (load average {estimate['load_average']['load_1min']:.1f})" if estimate.get("load_average") else "")
-        + ", plus the benchmark sweep")
+        + ", plus the benchmark sweep"
+        + (f"; on {estimate['threads']} idle cores (from the CPU time used): {_minutes(estimate['quiet_low_s'])} to "
+           f"{_minutes(estimate['quiet_high_s'])}" if estimate.get("threads") else ""))
     if estimate_only:
         return {"plan": [{k: v for k, v in p.items() if k != "recipe"} for p in plans.values()], "estimate": estimate}
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -568,9 +583,11 @@ def reproduce(out_dir, train_limit: Optional[int] = None, epochs: Optional[int] 
             plan.update(action="resume", epochs_done=checkpoint["epoch"])
     estimate = _estimate([plan], settings, data_dir, log)
     per_epoch = estimate["per_run"].get(plan["run_dir"], {}).get("epoch_s")
+    quiet_epoch = estimate["per_run"].get(plan["run_dir"], {}).get("quiet_epoch_s")
     log(f"reproduce: {plan['action']} {name}: {named.summary}; "
-        + (f"estimated {_minutes(estimate['high_s'])} ({_minutes(per_epoch)} per epoch) from speeds measured here now"
-           if per_epoch else "nothing to train"))
+        + (f"estimated {_minutes(estimate['high_s'])} ({_minutes(per_epoch)} per epoch) from speeds measured here now, "
+           f"{_minutes(estimate['quiet_high_s'])} ({_minutes(quiet_epoch)} per epoch) on {estimate['threads']} idle "
+           f"cores" if per_epoch else "nothing to train"))
     if estimate_only:
         return {"plan": {k: v for k, v in plan.items() if k != "recipe"}, "estimate": estimate}
     if plan["action"] != "reuse":
