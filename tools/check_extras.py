@@ -28,7 +28,6 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
