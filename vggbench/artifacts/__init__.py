@@ -44,11 +44,14 @@ from vggbench.artifacts.locks import (  # noqa: F401
     LOCK_SUFFIX,
     RunDirLock,
     describe_holder,
+    force_staging_dir,
     lock_path_for,
     pid_alive,
     read_lock_holder,
+    remove_force_leftovers,
     remove_orphan_temp_files,
     run_dir_lock,
+    swap_in,
 )
 from vggbench.artifacts.manifest import (  # noqa: F401
     check_manifest,

@@ -324,3 +324,81 @@ def remove_orphan_temp_files(run_dir: PathLike) -> List[Path]:
                 os.unlink(Path(folder) / name)
                 removed.append(Path(folder) / name)
     return sorted(removed)
+
+
+# --- --force: build the new run beside the old one, swap on success -------------------------------
+
+_FORCE_KINDS = ("force", "old")  # .<name>.force.<pid>: the new run being built; .<name>.old.<pid>: mid-swap
+
+
+def _beside(run_dir: Path, kind: str, pid: int) -> Path:
+    return run_dir.parent / f".{run_dir.name}.{kind}.{pid}"
+
+
+def force_staging_dir(run_dir: PathLike) -> Path:
+    """A fresh, empty folder beside ``run_dir`` (``<parent>/.<name>.force.<pid>``) where ``--force``
+    builds the new run, so the old run stays whole, and resumable, until :func:`swap_in`.
+
+    Call it while holding :func:`run_dir_lock`; the leading dot keeps it out of run-dir listings.
+    """
+    run_dir = Path(os.path.abspath(run_dir))
+    staging = _beside(run_dir, "force", os.getpid())
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
+
+
+def swap_in(staging: PathLike, run_dir: PathLike) -> Path:
+    """Put the finished run in ``staging`` at ``run_dir`` and delete the old run; return ``run_dir``.
+
+    One atomic exchange where the kernel and file system offer it; elsewhere two renames through
+    ``.<name>.old.<pid>``, which :func:`remove_force_leftovers` puts back if a kill falls between
+    them. Hold :func:`run_dir_lock` while calling it.
+    """
+    staging, run_dir = Path(staging), Path(os.path.abspath(run_dir))
+    if not run_dir.exists():
+        os.rename(staging, run_dir)
+    elif _exchange(staging, run_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # it now holds the old run
+    else:
+        old = _beside(run_dir, "old", os.getpid())
+        os.rename(run_dir, old)
+        os.rename(staging, run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    return run_dir
+
+
+def remove_force_leftovers(run_dir: PathLike) -> List[Path]:
+    """Delete what an interrupted ``--force`` left beside ``run_dir`` (its half-built new run) and
+    put back an old run a kill left mid-swap; return the paths handled. Folders of a live process
+    are kept. Call it while holding :func:`run_dir_lock`."""
+    run_dir = Path(os.path.abspath(run_dir))
+    handled: List[Path] = []
+    try:
+        names = os.listdir(run_dir.parent)
+    except OSError:
+        return handled
+    prefix = f".{run_dir.name}."
+    for name in sorted(names):
+        kind, _, pid = name[len(prefix):].partition(".") if name.startswith(prefix) else ("", "", "")
+        if kind not in _FORCE_KINDS or not pid.isdigit() or (int(pid) != os.getpid() and pid_alive(int(pid))):
+            continue
+        path = run_dir.parent / name
+        if kind == "old" and not os.path.lexists(run_dir):
+            os.rename(path, run_dir)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        handled.append(path)
+    return handled

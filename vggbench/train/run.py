@@ -158,6 +158,7 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
     # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
     with artifacts.run_dir_lock(run_dir, "train-export") as lock:
         checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
+        final_dir, run_dir = run_dir, _force_target(run_dir, force)  # --force builds beside the old run
         contexts, device_note = resolve_contexts(ctx)
         log(device_note)
         train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
@@ -183,7 +184,7 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
                 _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
                 created = False  # from here on the run dir holds a resumable checkpoint: keep it
         except BaseException:
-            if created and run_dir.exists():
+            if (created or run_dir != final_dir) and run_dir.exists():  # the old run of a --force stays
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
@@ -192,7 +193,24 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
         run_info["stop"] = plateau.stop_summary(history, reason, recipe.until_plateau, recipe.patience,
                                                 recipe.min_delta, recipe.epochs)
         log(run_info["stop"]["line"])
-        return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+        if run_dir == final_dir:
+            return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+        try:
+            _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        log(f"replacing the previous run in {final_dir} with this one (--force)")
+        return artifacts.swap_in(run_dir, final_dir)
+
+
+def _force_target(run_dir: Path, force: bool) -> Path:
+    """Where this run is built: ``run_dir`` itself, or with ``--force`` over a run dir that holds
+    anything, a staging folder beside it (:func:`artifacts.force_staging_dir`), swapped in only
+    when the new run is complete, so an interrupted ``--force`` loses nothing."""
+    if force and run_dir.is_dir() and any(run_dir.iterdir()):
+        return artifacts.force_staging_dir(run_dir)
+    return run_dir
 
 
 def _stop_reason(recipe: Recipe, history: List[Dict[str, Any]]) -> Optional[str]:
@@ -216,8 +234,9 @@ def _claim_run_dir(lock, run_dir: Path, recipe: Recipe, resume: bool, force: boo
     then the temporary files of a killed run are removed."""
     if lock.took_over:
         log(f"taking over {run_dir} from {artifacts.describe_holder(lock.took_over)}, which is no longer running")
+    leftovers = artifacts.remove_force_leftovers(run_dir)  # first: it may put back an old run a kill left mid-swap
     checkpoint = _prepare_run_dir(run_dir, recipe, resume, force)
-    for leftover in artifacts.remove_orphan_temp_files(run_dir):
+    for leftover in leftovers + artifacts.remove_orphan_temp_files(run_dir):
         log(f"removed {leftover}, left by an interrupted run")
     return checkpoint
 
