@@ -55,6 +55,7 @@ def test_a_row_above_every_gemm_and_formula_becomes_the_named_ceiling(bench_resu
 def test_training_rows_share_the_inference_ceiling(bench_results, trained_run_dir):
     manifest = read_manifest(trained_run_dir)
     training = sweep.training_row(trained_run_dir, manifest, sweep.run_info(trained_run_dir, manifest))
+    assert training["peak_rss_bytes"] > 0  # the last epoch's resident peak, from history.json
     rows = copy.deepcopy(_ok(bench_results))
     training["threads"] = rows[0]["threads"]  # the sweep's cores: the CPU ceiling applies
     C.apply_ceilings(rows, [training], bench_results["environment"])

@@ -223,6 +223,8 @@ HISTORY_ROW_SCHEMA = {
     "train_accuracy": (_NUMBER + (type(None),), False, finite(0, 1), "0..1"),
     "train_loss": (_NUMBER + (type(None),), False, finite(), "a finite number"),
     "seconds": (_NUMBER + (type(None),), False, finite(0), "a finite number >= 0"),
+    "peak_rss_bytes": ((int, type(None)), False, finite(0), "bytes >= 0"),
+    "gpu_memory_used_bytes": ((int, type(None)), False, finite(0), "bytes >= 0"),
 }
 
 

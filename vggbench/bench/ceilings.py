@@ -100,6 +100,8 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
                 f"underestimates this machine"))
     result = {}
     for (device, precision), candidates in found.items():
+        if (device, precision) not in wanted:
+            continue  # no row ran this precision on this device
         best_per_source: Dict[str, Dict[str, Any]] = {}
         for candidate in candidates:  # one entry per kernel or formula: its best
             if candidate["gflops_per_s"] > best_per_source.get(candidate["source"], {}).get("gflops_per_s", 0):

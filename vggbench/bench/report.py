@@ -19,6 +19,19 @@ from vggbench.errors import VggbenchError
 Column = Tuple[str, Any]
 
 
+def _compact_github(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-style table whose columns are exactly as wide as their widest cell (tabulate pads
+    every header by two characters, which a 12-column table cannot spare in 120)."""
+    cells = [[str(value) for value in line] for line in body]
+    widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, header in enumerate(headers)]
+
+    def line(values) -> str:
+        return "| " + " | ".join(value.ljust(width) for value, width in zip(values, widths)) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+                     + [line(values) for values in cells])
+
+
 def format_table(rows: Sequence[Dict], columns: Sequence[Column], tablefmt: str = "github") -> str:
     """A table of ``rows``; ``columns`` is ``[(header, key or callable(row)), ...]``, '-' for None.
 
@@ -34,6 +47,8 @@ def format_table(rows: Sequence[Dict], columns: Sequence[Column], tablefmt: str 
             value = getter(row) if callable(getter) else row.get(getter)
             line.append("-" if value is None else value)
         body.append(line)
+    if tablefmt == "compact-github":
+        return _compact_github([header for header, _ in columns], body)
     return tabulate(body, headers=[header for header, _ in columns], tablefmt=tablefmt,
                     floatfmt=".2f", disable_numparse=False)
 
@@ -115,32 +130,83 @@ class Footnotes:
         number = self._numbers.setdefault(reason.strip() or status, len(self._numbers) + 1)
         return f"{kind} [{number}]"
 
+    def short_status(self, row: Dict) -> str:
+        """:meth:`status` in fewer characters: ``ok``, ``noisy``, ``n/a [1]``, ``error [2]``."""
+        text = self.status(row)
+        return {"ok, noisy": "noisy"}.get(text, text.replace("unavailable", "n/a"))
+
     def lines(self) -> List[str]:
         """``[1] reason`` lines, in number order."""
         return [f"[{number}] {reason}" for reason, number in self._numbers.items()]
 
 
-def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Optional[bool] = None,
-                  footnotes: Optional[Footnotes] = None) -> str:
-    """Every row (ok, unavailable and error) with its numbers; reasons as numbered footnotes.
+# ``compare``/``bench`` print the default column set, which stays within this many characters;
+# ``--columns all`` prints every column, and the JSON/CSV always hold every field.
+TERMINAL_WIDTH = 120
+COLUMN_SETS = ("default", "all")
 
-    Parameters:
-        rows: result rows.
-        tablefmt: a tabulate format.
-        with_model: add model/size/width columns (default: when the rows hold several).
-        footnotes: collects the status notes (the caller prints ``footnotes.lines()``); None = the
-            notes are appended under the table.
-    """
-    own_notes = footnotes is None
-    footnotes = footnotes or Footnotes()
-    if with_model is None:
-        with_model = _multi(rows, "model") or _multi(rows, "input_size") or _multi(rows, "width_ratio")
-    columns: List[Column] = []
-    if with_model:
-        columns += [("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}")]
-    columns += [
-        ("backend", "backend"), ("precision", _precision_label), ("batch", "batch_size"),
-        ("mode", lambda r: MODE_SHORT.get(r["mode"], r["mode"]) if r.get("mode") else None),
+
+def _mib(value) -> Optional[str]:
+    """Bytes as MiB: one decimal below 10 MiB, whole MiB above."""
+    if value is None:
+        return None
+    mib = value / 2 ** 20
+    return f"{mib:.1f}" if abs(mib) < 10 else f"{mib:.0f}"
+
+
+def _short_precision(row: Dict) -> str:
+    """The precision, ``!`` marking a variant `vggbench optimize` flagged for losing accuracy."""
+    return row["precision"] + ("!" if row.get("variant_flagged") else "")
+
+
+def _short_speedup(row: Dict) -> Optional[str]:
+    """``1.26x``, ``=`` when its CI includes 1.00 (the interval itself is in ``--columns all``)."""
+    value = row.get("speedup_vs_mxnet_hybrid")
+    if value is None:
+        return None
+    return f"{value:.2f}x" + (" =" if row.get("speedup_clear") is False else "")
+
+
+def _memory_cell(row: Dict) -> Optional[str]:
+    """Resident memory of the row's worker over its idle self: the peak during the timed rounds."""
+    return _mib(row.get("memory_peak_rss_bytes"))
+
+
+def _top1_cell(row: Dict) -> Optional[str]:
+    """``88.91 (+0.12)``: top-1 % and its difference from MXNet fp32 in points."""
+    top1 = _pct(row.get("top1_accuracy"))
+    delta = row.get("accuracy_delta_vs_mxnet_points")
+    return top1 if top1 is None or delta is None else f"{top1} ({delta:+.2f})"
+
+
+def _ms(value) -> Optional[str]:
+    return None if value is None else f"{1e3 * value:.0f}"
+
+
+def _energy_cell(row: Dict) -> Optional[str]:
+    value = row.get("energy_j_per_image")
+    return None if value is None else f"{value:.3g}"
+
+
+def _columns(name: str, footnotes: "Footnotes", with_model: bool) -> List[Column]:
+    """The table's columns: ``default`` (what a deployer compares first, within
+    :data:`TERMINAL_WIDTH`) or ``all``."""
+    model: List[Column] = [("model", "model"), ("size", "input_size"),
+                           ("width ÷", lambda r: f"{r['width_ratio']:g}")] if with_model else []
+    mode = ("mode", lambda r: MODE_SHORT.get(r["mode"], r["mode"]) if r.get("mode") else None)
+    if name == "default":  # model, size and mode are the title of each table (see results_table)
+        return [
+            ("backend", "backend"), ("prec", _short_precision), ("batch", "batch_size"),
+            ("images/s ±95%", lambda r: (images_per_s_cell(r) or "").rstrip(" ~") or None), ("x base", _short_speedup),
+            ("p99 ms", lambda r: _fmt(r.get("latency_p99_ms"), ".3g")),
+            ("top-1 % (Δ)", _top1_cell),
+            ("RSS MiB", _memory_cell), ("file MiB", lambda r: _mib(r.get("model_file_bytes"))),
+            ("status", footnotes.short_status),
+        ]
+    if name != "all":
+        raise VggbenchError(f"unknown column set {name!r}; choose from {', '.join(COLUMN_SETS)}")
+    return model + [
+        ("backend", "backend"), ("precision", _precision_label), ("batch", "batch_size"), mode,
         ("images/s ±95%", images_per_s_cell),
         ("x mxnet-hybrid [95% CI]", speedup_cell),
         ("p50 ms", lambda r: _fmt(r.get("latency_p50_ms"), ".2f")),
@@ -149,17 +215,64 @@ def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Op
         ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
         ("top-1 %", lambda r: _pct(r.get("top1_accuracy"))),
         ("Δ pts", lambda r: _fmt(r.get("accuracy_delta_vs_mxnet_points"), "+.2f")),
+        ("lib MiB", lambda r: _mib(r.get("memory_library_rss_bytes"))),
+        ("loaded MiB", lambda r: _mib(r.get("memory_load_rss_bytes"))),
+        ("peak MiB", _memory_cell),
+        ("GPU MiB*", lambda r: _mib(r.get("gpu_memory_used_bytes"))),
+        ("file MiB", lambda r: _mib(r.get("model_file_bytes"))),
+        ("params MiB", lambda r: _mib(r.get("parameter_bytes"))),
+        ("import ms", lambda r: _ms(r.get("load_library_s"))),
+        ("load ms", lambda r: _ms(r.get("load_session_s"))),
+        ("1st call ms", lambda r: _ms(r.get("load_first_inference_s"))),
+        ("J/image", _energy_cell),
         ("status", footnotes.status),
     ]
-    table = format_table(rows, columns, tablefmt=tablefmt)
+
+
+def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Optional[bool] = None,
+                  footnotes: Optional[Footnotes] = None, columns: str = "all") -> str:
+    """Every row (ok, unavailable and error) with its numbers; reasons as numbered footnotes.
+
+    Parameters:
+        rows: result rows.
+        tablefmt: a tabulate format.
+        with_model: add model/size/width columns (default: when the rows hold several); the
+            ``default`` set prints one table per model and size under a title line instead.
+        footnotes: collects the status notes (the caller prints ``footnotes.lines()``); None = the
+            notes are appended under the table.
+        columns: ``all`` (every column) or ``default`` (within :data:`TERMINAL_WIDTH`).
+    """
+    own_notes = footnotes is None
+    footnotes = footnotes or Footnotes()
+    if with_model is None:
+        with_model = _multi(rows, "model") or _multi(rows, "input_size") or _multi(rows, "width_ratio")
+    if columns == "default" and tablefmt == "github":
+        tablefmt = "compact-github"
+    if columns == "default":  # one table per model, size and mode, each under its title line
+        groups: Dict[tuple, List[Dict]] = {}
+        for row in rows:
+            groups.setdefault((row["model"], row["input_size"], row["width_ratio"], row.get("mode")), []).append(row)
+        table = "\n\n".join(
+            f"{model} at {size}x{size}, width ÷{width:g}, {mode or 'not run (unavailable, or failed before timing)'}:\n"
+            + format_table(group, _columns(columns, footnotes, False), tablefmt=tablefmt)
+            for (model, size, width, mode), group in groups.items())
+    else:
+        table = format_table(rows, _columns(columns, footnotes, with_model), tablefmt=tablefmt)
     if own_notes and footnotes.lines():
         table += "\n\n" + "\n".join(footnotes.lines())
     return table
 
 
-def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github") -> str:
+def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github", width: Optional[int] = None) -> str:
     """Side by side: one line per (model, size, mode, batch), one column per backend/precision,
-    cells ``images/s ±CI (speedup vs mxnet-hybrid)``; ``=`` marks no clear difference."""
+    cells ``images/s ±CI (speedup vs mxnet-hybrid)``; ``=`` marks no clear difference.
+
+    Parameters:
+        rows: result rows.
+        tablefmt: a tabulate format.
+        width: when given, the backend columns are split over as many tables (each repeating the
+            key columns) as keep every line within this many characters.
+    """
     ok = [r for r in rows if r.get("status") == STATUS_OK]
     columns = list(dict.fromkeys(f"{r['backend']} {_precision_label(r)}" for r in ok))
     lines: Dict[tuple, Dict[str, str]] = {}
@@ -171,24 +284,66 @@ def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github") -> str:
         if speedup is not None:
             cell += f" ({speedup:.2f}x{' =' if row.get('speedup_clear') is False else ''})"
         lines.setdefault(key, {})[f"{row['backend']} {_precision_label(row)}"] = cell
-    headers = ["model", "size", "width ÷", "mode", "batch"] + columns
-    body = [[model, size, f"{width:g}", mode, batch] + [cells.get(c, "-") for c in columns]
-            for (model, size, width, mode, batch), cells in lines.items()]
-    return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+    def render(chosen: Sequence[str]) -> str:
+        headers = ["model", "size", "width ÷", "mode", "batch"] + list(chosen)
+        body = [[model, size, f"{ratio:g}", mode, batch] + [cells.get(c, "-") for c in chosen]
+                for (model, size, ratio, mode, batch), cells in lines.items()]
+        return tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+    if not width:
+        return render(columns)
+    tables, chunk = [], []
+    for column in columns:
+        if chunk and max(len(line) for line in render(chunk + [column]).splitlines()) > width:
+            tables.append(render(chunk))
+            chunk = []
+        chunk.append(column)
+    return "\n\n".join(tables + [render(chunk)])
 
 
-def _peak_notes(rows: Sequence[Dict], env: Dict[str, Any]) -> List[str]:
-    notes = []
-    peaks = {(r["backend"], r.get("peak_kernel")): r.get("peak_gflops_per_s") for r in rows
-             if r.get("peak_gflops_per_s") is not None}
-    for (backend, kernel), peak in peaks.items():
-        notes.append(f"peak {backend}: {peak:.1f} GOP/s, best of several GEMM sizes, fastest call ({kernel}); "
-                     f"its rows' % peak = row GFLOP/s / this (int8 rows use the int8 GEMM).")
-    theoretical = env.get("theoretical_peak") or {}
-    if theoretical.get("available"):
-        notes.append(f"theoretical peak of the threads used: {theoretical['fp32_gflops']:.0f} GFLOP/s fp32 "
-                     f"({theoretical['fp32_formula']}), {theoretical['int8_gops']:.0f} GOP/s int8 "
-                     f"({theoretical['int8_formula']}); clock: {theoretical['clock_source']}.")
+DEFAULT_COLUMNS_NOTE = (
+    "x base = speedup vs mxnet-hybrid fp32 ('=' no clear difference); Δ = top-1 points vs MXNet fp32;\n"
+    "RSS MiB = the worker's peak resident memory during the timed rounds over its idle self; file MiB = the\n"
+    "model file(s) loaded; prec '!' = flagged by optimize for lost accuracy; --columns all adds % peak,\n"
+    "load and first-call times, memory parts and energy per image.")
+
+
+def _peak_notes(results: Dict) -> List[str]:
+    """One line per ceiling: the number every % of peak of that device and precision divides by,
+    and the kernel or formula that set it."""
+    notes, seen = [], set()
+    for ceiling in results.get("ceilings") or []:
+        key = (ceiling["device"], ceiling["precision"], ceiling["gflops_per_s"], ceiling["source"])
+        if key in seen:
+            continue
+        seen.add(key)
+        unit = "GOP/s" if ceiling["precision"] == "int8" else "GFLOP/s"
+        notes.append(f"ceiling {ceiling['device']} {ceiling['precision']}: {ceiling['gflops_per_s']:.1f} {unit}, set by "
+                     f"{ceiling['source']}; every {ceiling['precision']} row's % peak on {ceiling['device']} divides by it.")
+    if notes:
+        notes.append("ceiling = the highest of the best GEMM measured through any runtime on that device and "
+                     "precision (fastest call, best size) and the theoretical peak at the highest clock shown.")
+    return notes
+
+
+def _resource_notes(rows: Sequence[Dict]) -> List[str]:
+    """What the memory, size, load-time and energy fields measured, and any reason energy is missing."""
+    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    if not any(r.get("memory_load_rss_bytes") is not None for r in ok):
+        return []
+    notes = ["memory: each backend x precision runs in a worker process of its own; RSS from /proc "
+             "(VmRSS after loading, VmHWM over the timed rounds), minus the same worker's RSS before it imported "
+             "its runtime library; parameters = the weights as stored (ONNX initializers, MXNet arrays)."]
+    notes.append("load: library import, load_runtime (file checked, session/graph built: ORT optimisation, "
+                 "TensorRT engine build or cache) and the first two inferences at the smallest batch, each timed once.")
+    reasons = sorted({r["energy_reason"] for r in ok if r.get("energy_reason")})
+    sources = sorted({r["energy_source"] for r in ok if r.get("energy_source")})
+    if sources:
+        notes.append(f"energy: joules per image over the timed rounds from {'; '.join(sources)}.")
+    if reasons:
+        notes.append(f"energy: not measured: {'; '.join(reasons)} (never estimated).")
+    if any(r.get("gpu_memory_note") for r in ok):
+        notes.append(f"GPU MiB*: {next(r['gpu_memory_note'] for r in ok if r.get('gpu_memory_note'))}.")
     return notes
 
 
@@ -213,7 +368,8 @@ def results_notes(results: Dict) -> List[str]:
     for (model, size, width), gflops in flops.items():
         notes.append(f"FLOPs: {model} at {size} (width ÷{width:g}) = {gflops:.3f} GFLOP/image "
                      f"(2 x multiply-adds of conv + dense layers, from the run's manifest).")
-    notes += _peak_notes(rows, env)
+    notes += _peak_notes(results)
+    notes += _resource_notes(rows)
     accuracy = [r for r in rows if r.get("accuracy_images")]
     if accuracy:
         reference = next((r["accuracy_reference"] for r in accuracy if r.get("accuracy_reference")), None)
@@ -250,27 +406,33 @@ def training_table(training: Sequence[Dict], tablefmt: str = "github") -> str:
         ("batch", "batch_size"), ("epoch", "epoch"), ("devices", "devices"), ("threads", "threads"),
         ("train images/s", lambda r: _fmt(r.get("train_images_per_s"), ".1f")),
         ("train GFLOP/s", lambda r: _fmt(r.get("train_gflops_per_s"), ".1f")),
-        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f"))], tablefmt=tablefmt)
+        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
+        ("peak RSS MiB", lambda r: _mib(r.get("peak_rss_bytes"))),
+        ("GPU MiB*", lambda r: _mib(r.get("gpu_memory_used_bytes")))], tablefmt=tablefmt)
 
 
 TRAINING_NOTE = ("training: the last epoch of each run's history.json (images / epoch time, data loading "
-                 "included); GFLOP/s = 3 x forward FLOPs x images/s; % peak against this sweep's mxnet-hybrid "
-                 "GEMM peak when training ran on the CPU with the same threads.")
+                 "included); GFLOP/s = 3 x forward FLOPs x images/s; % peak against the fp32 ceiling of its "
+                 "device (only when it trained with the sweep's thread count); peak RSS = the training process's "
+                 "resident peak over that epoch (GPU MiB*: NVML whole-GPU memory at its end, unverified).")
 
 
-def render_results(results: Dict, pivot: bool = False) -> str:
+def render_results(results: Dict, pivot: bool = False, columns: str = "default") -> str:
     """The table(s), their footnotes, then what was timed.
 
     Parameters:
         results: a results document.
         pivot: also the side-by-side throughput table first (``compare``).
+        columns: ``default`` (tables within :data:`TERMINAL_WIDTH` characters) or ``all``.
     """
     parts = []
     if pivot:
         parts += ["Throughput, images/s ±95% CI (speedup vs mxnet-hybrid fp32, same model/size/batch/mode):",
-                  throughput_pivot(results["rows"]), ""]
+                  throughput_pivot(results["rows"], width=TERMINAL_WIDTH if columns == "default" else None), ""]
     footnotes = Footnotes()
-    parts += [results_table(results["rows"], footnotes=footnotes), ""]
+    parts += [results_table(results["rows"], footnotes=footnotes, columns=columns), ""]
+    if columns == "default":
+        parts += [DEFAULT_COLUMNS_NOTE, ""]
     if footnotes.lines():
         parts += footnotes.lines() + [""]
     if results.get("training"):
@@ -381,6 +543,51 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"Throughput vs batch size ({mode})")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
+    """Throughput against memory, one panel per batch size, one point per (model,) backend x
+    precision: images/s (median, 95% CI bar) over the worker's peak resident memory during the
+    timed rounds above its idle self. Up and left is better: what a memory-bound box can afford.
+
+    Parameters:
+        rows: result rows (those without a memory reading are left out).
+        mode: which mode to plot (default end-to-end when present).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == STATUS_OK and r.get("memory_peak_rss_bytes") is not None]
+    if not ok:
+        raise VggbenchError("nothing to plot against memory: no measured row has a memory reading "
+                            "(results written before memory was measured?)")
+    modes = {r["mode"] for r in ok}
+    mode = mode or (MODE_END_TO_END if MODE_END_TO_END in modes else sorted(modes)[0])
+    ok = [r for r in ok if r["mode"] == mode]
+    batches = sorted({r["batch_size"] for r in ok})
+    with_model = _multi(ok, "model") or _multi(ok, "width_ratio") or _multi(ok, "input_size")
+    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4.2), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for row in (r for r in ok if r["batch_size"] == batch):
+            label = f"{row['backend']} {row['precision']}"
+            if with_model:
+                label = f"{row['model']} {row['input_size']} ÷{row['width_ratio']:g} " + label
+            value, low, high = row["images_per_s"], row.get("images_per_s_ci_low"), row.get("images_per_s_ci_high")
+            ax.errorbar([row["memory_peak_rss_bytes"] / 2 ** 20], [value], fmt="o", capsize=3, label=label,
+                        yerr=[[value - low if low is not None else 0.0], [high - value if high is not None else 0.0]])
+        ax.set_xlabel("peak resident memory over the idle worker (MiB)")
+        ax.set_ylabel("images/s (median, 95% CI)")
+        ax.set_title(f"batch {batch}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"Throughput vs memory ({mode})")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -127,6 +127,10 @@ def bench_flags(p, backends_help: str) -> None:
                    help="ort-cuda/ort-trt: do not let cuDNN use its maximum workspace")
     p.add_argument("--gpu-mem-limit", type=positive_int, metavar="BYTES", help="ort-cuda/ort-trt arena limit")
     p.add_argument("--json", metavar="FILE", help="write the results (rows + environment) as JSON")
+    p.add_argument("--columns", choices=("default", "all"), default="default",
+                   help="default: throughput ±CI, x baseline, p99, top-1 and Δ, memory and model size within 120 "
+                        "characters; all: every column (%% peak, load and first-call times, memory parts, "
+                        "energy). The JSON always holds every field")
 
 
 def bench_kwargs(args) -> dict:
@@ -147,7 +151,7 @@ def print_and_write(results, args, pivot: bool) -> int:
     from vggbench.bench.results import exit_code
     from vggbench.workflows import write_outputs
 
-    print(render_results(results, pivot=pivot))
+    print(render_results(results, pivot=pivot, columns=getattr(args, "columns", "default")))
     for line in write_outputs(results, args.json, getattr(args, "csv", None), getattr(args, "markdown", None),
                               getattr(args, "plot", None)):
         print(line)

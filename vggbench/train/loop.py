@@ -11,6 +11,7 @@ import numpy as np
 
 from vggbench import data, metrics, models
 from vggbench.errors import VggbenchError, summarize_error
+from vggbench.platform import resources
 from vggbench.platform.mxnet import import_mxnet
 from vggbench.train.devices import _split
 from vggbench.train.recipe import EVAL_BATCH_SIZE, Recipe
@@ -116,6 +117,7 @@ def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, e
     window_loss, window_correct, window_seen = 0.0, None, 0
     steps: List[Dict[str, float]] = []
     batches = len(loader)
+    peak_reset = resources.reset_peak_rss()  # the epoch's own resident peak, not the whole process life
     start = time.perf_counter()
     drawn = iter(loader)
     bar = tqdm(drawn, total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch",
@@ -155,8 +157,13 @@ def train_epoch(net, trainer, loss_fn, loader, contexts: Sequence, epoch: int, e
         if hasattr(drawn, "close"):  # a prefetching loader's thread stops with the epoch, even on an error
             drawn.close()
     seconds = time.perf_counter() - start
+    memory = {"peak_rss_bytes": resources.peak_rss_bytes(),
+              "peak_rss_method": "VmHWM over the epoch" if peak_reset else "VmHWM since the process started"}
+    gpus = [ctx.device_id for ctx in contexts if getattr(ctx, "device_type", "cpu") == "gpu"]
+    if gpus:  # whole-GPU memory in use at the epoch's end (NVML; not yet checked on a GPU)
+        memory["gpu_memory_used_bytes"] = resources.Nvml(gpus[0]).memory_used_bytes()
     return {"train_loss": total_loss / seen, "train_accuracy": total_correct / seen, "train_images": seen,
-            "seconds": seconds, "images_per_s": seen / seconds, "steps": steps}
+            "seconds": seconds, "images_per_s": seen / seconds, "steps": steps, **memory}
 
 
 class NonFiniteLogits(VggbenchError):
