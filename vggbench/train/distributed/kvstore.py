@@ -209,6 +209,88 @@ class KVStoreWatchdog:
             os._exit(self.exit_code)
 
 
+def established_tcp_connections(pid: str = "self") -> int:
+    """How many ESTABLISHED TCP connections (IPv4 and IPv6) process ``pid`` holds (Linux ``/proc``);
+    -1 where that cannot be read."""
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        count = 0
+        for table in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/{pid}/net/{table}") as handle:
+                    next(handle, None)
+                    for line in handle:
+                        fields = line.split()
+                        if len(fields) > 9 and fields[3] == "01" and fields[9] in inodes:
+                            count += 1
+            except FileNotFoundError:
+                continue
+        return count
+    except OSError:
+        return -1
+
+
+class PeerWatchdog:
+    """Ends a scheduler or server process whose job lost a peer and did not end.
+
+    ps-lite's scheduler and servers wait forever for a worker that died: with no launcher to end
+    them (a job started by hand, by Slurm or Kubernetes) they would run on. A background thread
+    counts this process's established TCP connections (one or more per peer): once a count seen
+    before drops (a peer closed or died) and stays below it for ``timeout_s``
+    (:func:`resolve_timeout_s`, ``$VGGBENCH_DIST_TIMEOUT_S``), the process writes one line and
+    ends with ``os._exit(exit_code)`` (4), as a worker's :class:`KVStoreWatchdog` does. A job that
+    ends normally ends its scheduler and servers long before that. Where ``/proc`` cannot be read
+    the thread does nothing.
+
+    Parameters: ``timeout_s``; ``label`` (``scheduler``, ``server``); ``exit_code``; ``stream``
+    (stderr); ``poll_s``; ``count``: the connection counter (for tests).
+    """
+
+    def __init__(self, timeout_s: Optional[float] = None, label: str = "scheduler",
+                 exit_code: int = WATCHDOG_EXIT_CODE, stream=None, poll_s: float = 0.5,
+                 count=established_tcp_connections):
+        self.timeout_s = resolve_timeout_s(timeout_s)
+        self.label = label
+        self.exit_code = exit_code
+        self._stream = stream
+        self._poll_s = poll_s
+        self._count = count
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="vggbench-peer-watchdog", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        peak, since = 0, None
+        while not self._closed.wait(self._poll_s):
+            now_count = self._count()
+            if now_count < 0:
+                return
+            if now_count >= peak:
+                peak, since = now_count, None
+                continue
+            since = time.monotonic() if since is None else since
+            if time.monotonic() - since >= self.timeout_s:
+                stream = self._stream or sys.stderr
+                try:
+                    stream.write(f"vggbench: {self.label}: a peer (worker or server) disconnected and the job did not "
+                                 f"end within {self.timeout_s:g} s ({now_count} of {peak} connections left): a worker "
+                                 f"probably died; exiting with status {self.exit_code} (bound: {TIMEOUT_ENV})\n")
+                    stream.flush()
+                finally:
+                    os._exit(self.exit_code)
+
+
 def _launcher_parent() -> Optional[int]:
     """The launcher's pid when it is this process's parent (so its death is noticeable)."""
     text = os.environ.get(PARENT_PID_ENV, "").strip()

@@ -214,10 +214,17 @@ def host_command_line(spec: ProcessSpec, workdir: Optional[str] = None) -> str:
     return f"cd {shlex.quote(workdir)} && env {unset} {assignments} {shlex.join(spec.argv)}"
 
 
+# ps-lite authenticates nothing: said with every host plan, and when the scheduler aborts.
+NO_AUTHENTICATION = ("ps-lite (the KVStore transport) has no authentication: run the job only on a trusted, isolated "
+                     "network; anyone who can reach its ports can crash or corrupt the training")
+SCHEDULER_ABORTED = ("scheduler aborted (malformed message from a peer outside the job?): ps-lite has no "
+                     "authentication, keep its ports on a trusted, isolated network")
+
+
 def format_host_plan(plan: Sequence[ProcessSpec], workdir: Optional[str] = None) -> str:
     """The plan as text: per process a ``# host: role`` line and its :func:`host_command_line`.
     Start the scheduler and servers first; the workers may follow in any order."""
-    lines = []
+    lines = [f"# {NO_AUTHENTICATION}"]
     for spec in plan:
         lines.append(f"# {spec.host}: {spec.label}")
         lines.append(host_command_line(spec, workdir))
@@ -356,6 +363,8 @@ def run_local(plan: Sequence[ProcessSpec], timeout_s: Optional[float] = None, gr
                     process.join_output(1.0)
                     ended = _end_all(processes, grace_s)
                     said = f" (last output: {process.last_line[:300]!r})" if process.last_line else ""
+                    if process.spec.role == "scheduler" and code in (-signal.SIGABRT, EXIT_SIGNAL_BASE + signal.SIGABRT):
+                        said += f"; {SCHEDULER_ABORTED}"
                     say(f"{process.name} {_status_text(code)}{said}; ended the other {ended} process(es)")
                     return _exit_code(code)
             if all(p.popen.poll() == 0 for p in workers):

@@ -9,7 +9,7 @@ import sys
 from typing import List, Optional
 
 from vggbench.errors import VggbenchError
-from vggbench.train.distributed.kvstore import DistInfo, KVStoreWatchdog, _launcher_parent
+from vggbench.train.distributed.kvstore import DistInfo, KVStoreWatchdog, PeerWatchdog, _launcher_parent
 
 # --- scheduler and server processes --------------------------------------------------------------
 
@@ -27,6 +27,7 @@ def serve(role: Optional[str] = None) -> int:
     os.environ["DMLC_ROLE"] = role
     DistInfo.from_env("dist_sync")  # the same one-line error as a worker for a missing variable
     watchdog = KVStoreWatchdog(timeout_s=None, label=role) if _launcher_parent() is not None else None
+    peers = PeerWatchdog(timeout_s=None, label=role)  # launched by hand or not: a dead worker ends us too
     from vggbench.platform.mxnet import import_mxnet
 
     try:
@@ -34,6 +35,7 @@ def serve(role: Optional[str] = None) -> int:
     except SystemExit as done:  # mxnet's kvstore_server ends the node with sys.exit()
         return int(done.code or 0)
     finally:
+        peers.close()
         if watchdog is not None:
             watchdog.close()
     return 0
