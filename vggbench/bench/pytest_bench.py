@@ -31,15 +31,17 @@ INFO_KEYS = ("kind", "model", "width_ratio", "input_size", "backend", "precision
 
 # --- reading ---------------------------------------------------------------------------------------
 
+# A pytest-benchmark file of the benchmarks/ suite is a few MB (every round's time is in it).
+MAX_BENCHMARK_JSON_BYTES = 256 << 20
+
+
 def read_benchmark_json(path) -> Dict[str, Any]:
     """Load one ``--benchmark-json`` file, with a one-line error for anything else."""
+    from vggbench.artifacts.reader import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise VggbenchError(f"{path}: no such file; write it with `pytest benchmarks --benchmark-json={path}`")
-    try:
-        document = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as err:
-        raise VggbenchError(f"{path}: not valid JSON ({err}); was the benchmark run interrupted?") from None
+    document = read_json(path, MAX_BENCHMARK_JSON_BYTES, "pytest-benchmark file",
+                         fix=f"write it with `pytest benchmarks --benchmark-json={path}`")
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise VggbenchError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list); "
                             f"pass the file written by --benchmark-json or --benchmark-autosave")

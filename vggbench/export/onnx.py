@@ -48,6 +48,14 @@ def export_mxnet(net, run_dir: Path, input_size: int, in_channels: int = 1) -> T
         net.export(str(staging / "model"), epoch=0)
         for name in (SYMBOL_FILE, PARAMS_FILE):
             os.replace(staging / name, run_dir / name)
+    except Exception as err:  # noqa: BLE001 - a full disk is one line; anything else keeps its traceback
+        from vggbench.artifacts.io import storage_problem
+
+        problem = storage_problem(err, run_dir, (staging, staging / SYMBOL_FILE, staging / PARAMS_FILE))
+        if problem is None:
+            raise
+        raise VggbenchError(f"cannot write the MXNet export into {run_dir}: {problem}; free space or choose a "
+                            f"writable --out, then run again (--resume keeps the training)") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return run_dir / SYMBOL_FILE, run_dir / PARAMS_FILE
@@ -220,7 +228,7 @@ def exported_parity(run_dir: Path, images: np.ndarray, input_size: int, batch_si
     Loading the files back, rather than reusing the net in memory, checks what is shipped. nan/inf
     logits raise a VggbenchError (parity would mean nothing).
     """
-    from vggbench.runtimes.ort_runtime import make_session, session_predictor
+    from vggbench.runtimes.ort_session import make_session, session_predictor
 
     mx = import_mxnet()
 
