@@ -15,7 +15,14 @@ Exit codes (what ``vggbench`` returns; CI can rely on them):
                                   written with the failed rows marked
 ``EXIT_INTERRUPTED``         130  Ctrl-C (SIGINT)
 ``EXIT_TERMINATED``          143  SIGTERM (``kill``, a batch scheduler, ``docker stop``)
+``EXIT_USAGE``                 2  an argument error (argparse): one line and a pointer to ``--help``
 ==========================  ====  ==========================================================
+
+``vggbench launch`` and the KVStore processes add: 4 (a distributed watchdog ended a worker,
+server or scheduler: a peer died or a wait outlived ``$VGGBENCH_DIST_TIMEOUT_S``), 124 (the job
+ran past ``launch --timeout``), 127 (a process could not be started) and 128+N (a process was
+killed by signal N, e.g. 134 = SIGABRT of a scheduler fed a malformed message, 137 = SIGKILL).
+The full table is in docs/failure-behaviour.md.
 
 SIGTERM is turned into :class:`Terminated`, a :class:`KeyboardInterrupt`, by
 :func:`install_sigterm_handler`, so every ``except KeyboardInterrupt`` / ``finally`` cleanup path
@@ -32,6 +39,7 @@ from typing import Callable, Optional, Union
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
 EXIT_MEASUREMENT_FAILED = 3
+EXIT_USAGE = 2  # argparse's code for an argument error
 EXIT_INTERRUPTED = 130  # 128 + SIGINT (2), what a shell reports for Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM (15)
 
