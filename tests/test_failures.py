@@ -907,3 +907,131 @@ def test_cli_compare_refuses_a_run_dir_whose_variant_is_missing(untrained_run_di
                           "--json", str(tmp_path / "results.json"))
     assert_one_line_error(result, "compare", "model.int8.onnx: listed in the manifest but missing")
     assert not (tmp_path / "results.json").exists()
+
+
+# --- hostile inputs: every untrusted file, every lock, every writer, every bound --------------------
+
+def _refused(call, fragment: str, seconds: int = 20) -> str:
+    """``call()`` raises a one-line VggbenchError containing ``fragment`` within ``seconds`` (a FIFO
+    that blocked the reader would hit the alarm instead)."""
+    def expired(signum, frame):
+        raise AssertionError(f"the reader blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        with pytest.raises(VggbenchError) as caught:
+            call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    message = one_line(caught.value)
+    assert fragment in message, message
+    return message
+
+
+def _run_dir_with_history(untrained_run_dir: Path, tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(untrained_run_dir, run_dir)
+    (run_dir / "history.json").write_text(json.dumps({"epochs": [{"epoch": 1, "images_per_s": 10.0}]}))
+    manifest = artifacts.read_manifest(run_dir)
+    artifacts.record_file(manifest, run_dir, "history.json")
+    artifacts.write_manifest(run_dir, manifest)
+    (run_dir / "checkpoints").mkdir()
+    for name in ("epoch-0001.params", "epoch-0001.states"):
+        (run_dir / "checkpoints" / name).write_bytes(b"x")
+    (run_dir / "checkpoints" / "last.json").write_text(json.dumps(
+        {"epoch": 1, "params": "epoch-0001.params", "states": "epoch-0001.states", "recipe": {}, "history": []}))
+    return run_dir
+
+
+def _readers(run_dir: Path, tmp_path: Path):
+    """Every reader of an untrusted file: (name, the file, read it, its bound as (module, constant),
+    a hostile-content edit of the file, the words its one-line refusal must hold)."""
+    from vggbench.artifacts import manifest as manifest_module
+    from vggbench.bench import pytest_bench, results
+    from vggbench.train import checkpoints
+    from vggbench.train.distributed import launch
+
+    manifest = artifacts.read_manifest(run_dir)
+    results_file, hosts_file, bench_file = tmp_path / "results.json", tmp_path / "hosts", tmp_path / "bench.json"
+    results_file.write_text(json.dumps({"schema": results.SCHEMA, "rows": [
+        {"model": "vgg11", "backend": "ort-cpu", "status": "ok", "batch_size": 1, "images_per_s": 5.0}]}))
+    hosts_file.write_text("10.0.0.1\n")
+    bench_file.write_text(json.dumps({"benchmarks": []}))
+
+    def history(text):
+        (run_dir / "history.json").write_text(json.dumps({"epochs": [1, 2, 3]}))
+        changed = artifacts.read_manifest(run_dir)
+        artifacts.record_file(changed, run_dir, "history.json")
+        artifacts.write_manifest(run_dir, changed)
+        manifest["files"] = changed["files"]
+
+    return [
+        ("manifest", run_dir / "manifest.json", lambda: artifacts.read_manifest(run_dir),
+         (manifest_module, "MAX_MANIFEST_BYTES"),
+         lambda text: (run_dir / "manifest.json").write_text(text.replace(
+             '"manifest_version"', '"threads": 2, "manifest_version"', 1)), "key 'threads' is an integer"),
+        ("history", run_dir / "history.json", lambda: artifacts.read_history(run_dir, manifest),
+         (manifest_module, "MAX_HISTORY_BYTES"), history, "'epochs'[0] is an integer"),
+        ("checkpoint index", run_dir / "checkpoints" / "last.json", lambda: checkpoints.read_checkpoint(run_dir),
+         (checkpoints, "MAX_CHECKPOINT_INDEX_BYTES"),
+         lambda text: (run_dir / "checkpoints" / "last.json").write_text(
+             text.replace('"epoch-0001.params"', json.dumps(str(run_dir / "checkpoints" / "epoch-0001.params")))),
+         "expected a file name like epoch-0003.params"),
+        ("results file", results_file, lambda: results.load_results([str(results_file)]),
+         (results, "MAX_RESULTS_BYTES"),
+         lambda text: results_file.write_text(text.replace('"batch_size": 1', '"batch_size": "1"')),
+         "'rows'[0].'batch_size' is a string"),
+        ("hosts file", hosts_file, lambda: launch.read_hosts(str(hosts_file)), (launch, "MAX_HOSTS_FILE_BYTES"),
+         lambda text: hosts_file.write_text("10.0.0.1\n-oProxyCommand=touch /tmp/x\n"), "is not a host name or IP"),
+        ("pytest-benchmark file", bench_file, lambda: pytest_bench.read_benchmark_json(bench_file),
+         (pytest_bench, "MAX_BENCHMARK_JSON_BYTES"),
+         lambda text: bench_file.write_text('{"benchmarks": [], "x": 1e400}'), "out of range"),
+    ]
+
+
+def test_every_untrusted_file_reader_refuses_hostile_files_in_one_line(untrained_run_dir, tmp_path):
+    """Class: hostile-file readers. Each reader of a file from a run dir, --from, --hosts or a
+    checkpoint refuses, in one line naming the file, at once and with bounded memory: a FIFO with no
+    writer, a device (/dev/zero) behind a symbolic link, a folder, a file over its bound (lowered
+    here, and read in 7-byte chunks: the read loop stops it, not st_size), and well-formed JSON of
+    the wrong types."""
+    from vggbench.artifacts import reader
+
+    run_dir = _run_dir_with_history(untrained_run_dir, tmp_path)
+    for name, path, read, (module, bound), corrupt, typed_words in _readers(run_dir, tmp_path):
+        read()  # the good file reads
+        good = path.read_bytes()
+        for kind in ("fifo", "device", "folder", "too big", "typed"):
+            path.unlink()
+            if kind == "fifo":
+                os.mkfifo(path)
+            elif kind == "device":
+                path.symlink_to("/dev/zero")
+            elif kind == "folder":
+                path.mkdir()
+            else:
+                path.write_bytes(good)
+            if kind == "too big":
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(reader, "_CHUNK_BYTES", 7)
+                    patch.setattr(module, bound, len(good) - 1)
+                    message = _refused(read, f"larger than {len(good) - 1} bytes")
+            elif kind == "typed":
+                corrupt(good.decode())
+                message = _refused(read, typed_words)
+            else:
+                message = _refused(read, "")
+                assert any(word in message for word in ("FIFO", "symbolic link", "character device", "folder",
+                                                        "not a regular file")), (name, kind, message)
+            assert str(path) in message or str(path.parent) in message, (name, kind, message)
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+            path.write_bytes(good)
+            if name == "history":
+                changed = artifacts.read_manifest(run_dir)
+                artifacts.record_file(changed, run_dir, "history.json")
+                artifacts.write_manifest(run_dir, changed)

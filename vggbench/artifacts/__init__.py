@@ -56,6 +56,7 @@ from vggbench.artifacts.locks import (  # noqa: F401
 from vggbench.artifacts.manifest import (  # noqa: F401
     check_manifest,
     parse_manifest,
+    read_history,
     read_manifest,
     record_file,
     verify_all,

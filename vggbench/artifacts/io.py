@@ -25,9 +25,12 @@ PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EIS
 DISK_FULL_BYTES = 1 << 20
 
 
-def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
+def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20, follow_symlinks: bool = True) -> str:
+    from vggbench.artifacts.reader import open_regular
+
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(open_regular(path, "artifact", follow_symlinks=follow_symlinks,
+                                fix="re-run the step that makes it"), "rb") as handle:  # never a FIFO or a device
         for chunk in iter(lambda: handle.read(chunk_bytes), b""):
             digest.update(chunk)
     return digest.hexdigest()

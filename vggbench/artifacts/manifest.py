@@ -194,9 +194,9 @@ def verify_file(run_dir: PathLike, manifest: Dict[str, Any], name: str) -> Path:
     if expected is None:
         raise VggbenchError(f"{run_dir}: the manifest lists no {name!r} "
                             f"(has: {', '.join(sorted(manifest.get('files', {}))) or 'nothing'})")
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise VggbenchError(f"{path}: listed in the manifest but missing; re-run the step that makes it")
-    actual = sha256_file(path)
+    actual = sha256_file(path, follow_symlinks=False)  # a regular file, not a link, FIFO or device
     if actual != expected:
         raise VggbenchError(f"{path}: sha256 {actual[:12]}... does not match the manifest's {expected[:12]}...; "
                             f"the file was changed or corrupted, re-run the step that makes it")
