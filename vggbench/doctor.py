@@ -30,10 +30,9 @@ from vggbench import processes
 from vggbench.artifacts.layout import ONNX_VARIANT_FILES
 from vggbench.errors import EXIT_OK, EXIT_USER_ERROR, VggbenchError, summarize_error
 from vggbench.messages import say
-from vggbench.platform import gpu, libraries
+from vggbench.platform import driver, gpu, libraries
 from vggbench.platform.devices import Device
-from vggbench.platform.driver import use_pci_bus_order
-from vggbench.runtimes import backend_device, probe, providers
+from vggbench.runtimes import backend_device, check_backend_name, probe, providers
 from vggbench.runtimes.backends import BACKENDS, PRECISIONS
 
 SCHEMA = "vggbench.doctor/1"
@@ -60,8 +59,10 @@ def check_require(require: Iterable[str]) -> List[Tuple[str, Optional[str]]]:
     items = []
     for item in require:
         backend, _, precision = str(item).partition(":")
-        if backend not in BACKENDS:
-            raise VggbenchError(f"--require {item}: unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        try:
+            check_backend_name(backend)
+        except VggbenchError as err:
+            raise VggbenchError(f"--require {item}: {err}") from None
         if precision and precision not in BACKENDS[backend].precisions:
             raise VggbenchError(f"--require {item}: {backend} runs {', '.join(BACKENDS[backend].precisions)}, "
                                 f"not {precision!r}")
@@ -126,6 +127,10 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
 
     target = backend_device(rows[0][0], device_id)
     device = str(target)
+    if target.is_gpu:  # no driver is the first cause, whichever mxnet build is installed
+        no_driver = driver.no_driver_reason(driver.driver_facts(), rows[0][0])
+        if no_driver:
+            return [_row(b, p, device, UNAVAILABLE, no_driver) for b, p in rows]
     try:
         mx = import_mxnet()
     except VggbenchError as err:
@@ -181,21 +186,17 @@ def _ort_variant(precision: str, fp32_path: Path, scratch: Path, weights: Dict[s
 
 
 def _ort_providers(backend: str, precision: str, device_id: int, scratch: Path) -> List[Any]:
-    if backend == "ort-cpu":
-        return ["CPUExecutionProvider"]
-    tf32 = providers.tf32_for_precision(precision)
-    cuda = ("CUDAExecutionProvider", providers.cuda_provider_options(device_id, tf32=tf32))
-    if backend == "ort-cuda":
-        return [cuda]
+    from vggbench.runtimes.ort_session import provider_options
+
     n, c, h, w = probe.TINY_INPUT_SHAPE
-    trt = providers.tensorrt_provider_options(device_id, scratch / "cache", "x", (c, h, w), [n], precision)
-    return [("TensorrtExecutionProvider", trt), cuda]
+    tensorrt = {"cache_dir": scratch / "cache", "input_name": "x", "input_shape_chw": (c, h, w), "batch_sizes": [n]}
+    return provider_options(backend, device_id, precision=precision, tensorrt=tensorrt)
 
 
 def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
     import onnx
 
-    from vggbench.runtimes.ort_runtime import make_session, session_predictor
+    from vggbench.runtimes.ort_session import make_session, session_predictor
 
     build = libraries.ort_build()
     if build.get("version") is None:
@@ -287,7 +288,7 @@ def _run_child(group: Dict[str, Any], device_id: int, seconds: float, timeout_s:
         spec_path, out_path = Path(scratch) / "spec.json", Path(scratch) / "rows.json"
         spec_path.write_text(json.dumps({"family": group["family"], "rows": group["rows"], "device_id": device_id,
                                          "seconds": seconds}))
-        env = use_pci_bus_order(dict(os.environ))
+        env = driver.use_pci_bus_order(dict(os.environ))
         for name, value in group["env"].items():
             if value is None:
                 env.pop(name, None)

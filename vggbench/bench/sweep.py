@@ -50,9 +50,9 @@ from vggbench.errors import VggbenchError, summarize_error
 from vggbench.messages import say
 from vggbench.platform import cpu, load
 from vggbench.platform.mxnet import resolve_threads
-from vggbench.runtimes import backend_device
+from vggbench.runtimes import backend_device, check_backend_name
 from vggbench.runtimes.backends import BACKENDS, PRECISIONS, unsupported_reason
-from vggbench.runtimes.ort_runtime import OrtOptions
+from vggbench.runtimes.ort_session import OrtOptions
 
 DEFAULT_BACKENDS = tuple(BACKENDS)
 DEFAULT_BATCH_SIZES = (1, 16, 64)
@@ -78,8 +78,7 @@ def check_backends(backends: Iterable[str]) -> List[str]:
     """The backends, de-duplicated, each a known name (else a one-line error)."""
     backends = list(backends)
     for name in backends:
-        if name not in BACKENDS:
-            raise VggbenchError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
+        check_backend_name(name)
     return list(dict.fromkeys(backends))
 
 
@@ -286,6 +285,27 @@ def prepare_accuracy_data(input_size: int, limit: Optional[int], out_dir: Path,
             "full_test_set": len(labels) == total}
 
 
+def worker_command_for(backend: str, worker_python: Dict[str, str], command: Optional[Sequence[str]] = None):
+    """The command that starts ``backend``'s worker: ``PYTHON -m vggbench.bench.worker`` when
+    ``worker_python`` names an interpreter for it (another venv: MXNet's CUDA 11 stack beside ONNX
+    Runtime's CUDA 12 one), else ``command`` (None: this interpreter)."""
+    python = worker_python.get(backend)
+    return [python, "-m", "vggbench.bench.worker"] if python else command
+
+
+def check_worker_python(worker_python: Optional[Dict[str, str]]) -> Dict[str, str]:
+    """``{backend: interpreter}`` checked: known backends, executable files (one-line errors)."""
+    checked = {}
+    for backend, python in (worker_python or {}).items():
+        if backend not in BACKENDS:
+            raise VggbenchError(f"--python {backend}={python}: unknown backend; choose from {', '.join(BACKENDS)}")
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise VggbenchError(f"--python {backend}={python}: not an executable file; give the python of a venv "
+                                f"with vggbench installed (e.g. .venv-mx/bin/python)")
+        checked[backend] = str(python)
+    return checked
+
+
 def probe_backends(backends: Sequence[str], work_dir: Path, gpu: int = 0,
                    command: Optional[Sequence[str]] = None, timeout_s: float = 300) -> Dict[str, Optional[str]]:
     """Ask a worker why each backend cannot run here (None = it can).
@@ -477,8 +497,9 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
         runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
         for label, members, env in (worker_groups(backend, runnable) if runnable else []):
             log(f"  {label}: loading {', '.join(members)}")
+            worker_command = worker_command_for(backend, settings.get("worker_python") or {}, command)
             group = _Group(label, backend, Worker(label, work_dir / f"{label.replace('/', '-')}.stderr",
-                                                  settings["threads"], command, settings["timeout_s"], env))
+                                                  settings["threads"], worker_command, settings["timeout_s"], env))
             groups.append(group)
             try:
                 reply = group.worker.call("load", run_dir=run_dir, backend=backend, gpu=gpu,
@@ -625,6 +646,7 @@ class SweepJob:
     timeout_s: Optional[float] = DEFAULT_TIMEOUT_S
     gpu: int = 0
     ort_options: Optional[OrtOptions] = None
+    worker_python: Tuple[Tuple[str, str], ...] = ()  # (backend, interpreter): that backend's worker runs there
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -650,6 +672,7 @@ class SweepJob:
             put("peak_sizes", tuple(self.peak_sizes))
             if not self.peak_sizes or min(self.peak_sizes) < 16:
                 raise VggbenchError(f"--peak-sizes must be >= 16, got {list(self.peak_sizes)}")
+        put("worker_python", tuple(sorted(check_worker_python(dict(self.worker_python)).items())))
         put("run_dirs", tuple(str(run_dir) for run_dir in self.run_dirs))
         if not self.run_dirs:
             raise VggbenchError("no run dirs to benchmark; make one with `vggbench train-export MODEL --size 96`")
@@ -668,20 +691,23 @@ def sweep(run_dirs: Sequence, backends: Optional[Sequence[str]] = None,
           accuracy_limit: Optional[int] = None, data_dir: Optional[str] = None,
           peak_sizes: Optional[Sequence[int]] = None, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, gpu: int = 0,
           runtime_options: Optional[Dict[str, Any]] = None, log: Log = say,
-          command: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+          command: Optional[Sequence[str]] = None, worker_python: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Benchmark every run dir on every backend; return the results document.
 
     The keyword form of :func:`run_sweep`: the arguments are :class:`SweepJob`'s, with the round
     policy spread out (``warmup, rounds, iters, target_ci_pct, max_seconds, round_s``:
     :class:`~vggbench.bench.stats.RoundSettings`) and ``runtime_options`` as the dict form of
     :class:`~vggbench.runtimes.ort_runtime.OrtOptions`. ``log``: progress lines; ``command``:
-    worker command line (tests).
+    worker command line (tests); ``worker_python``: ``{backend: interpreter}``, that backend's
+    worker and probe run with that Python (another venv, e.g. mxnet-cu117's beside onnxruntime-gpu's),
+    recorded in ``settings.worker_python``.
     """
     job = SweepJob(tuple(run_dirs), tuple(backends) if backends is not None else None, tuple(batch_sizes),
                    tuple(precisions) if precisions is not None else None, tuple(modes),
                    RoundSettings(warmup, rounds, iters, target_ci_pct, max_seconds, round_s), threads,
                    accuracy_limit, data_dir, tuple(peak_sizes) if peak_sizes is not None else None, timeout_s, gpu,
-                   OrtOptions.from_dict(runtime_options) if runtime_options else None)
+                   OrtOptions.from_dict(runtime_options) if runtime_options else None,
+                   tuple((worker_python or {}).items()))
     return run_sweep(job, log=log, command=command)
 
 
@@ -718,7 +744,7 @@ def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = 
                 "accuracy_batch_size": ACCURACY_BATCH_SIZE, "peak_sizes": list(peak_sizes) if peak_sizes else None,
                 "timeout_s": job.timeout_s, "gpu": gpu,
                 "runtime_options": job.ort_options.to_dict() if job.ort_options else {},
-                "models": list(infos.values())}
+                "worker_python": dict(job.worker_python), "models": list(infos.values())}
     environment = collect_environment()
     environment["load_average_before"] = load_average()
     environment["theoretical_peak"] = theoretical_peaks(threads)
@@ -733,7 +759,13 @@ def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = 
         # a GPU does not start a worker per GPU backend just to hear "unavailable").
         to_probe = backends if explicit else [b for b in backends if BACKENDS[b].device_kind == "gpu"]
         try:
-            reasons = probe_backends(to_probe, work_dir, gpu, command) if to_probe else {}
+            reasons: Dict[str, Optional[str]] = {}
+            by_command: Dict[Any, List[str]] = {}  # one probe per interpreter (--python)
+            for backend in to_probe:
+                found = worker_command_for(backend, settings["worker_python"], command)
+                by_command.setdefault(tuple(found) if found else None, []).append(backend)
+            for found, members in by_command.items():
+                reasons.update(probe_backends(members, work_dir, gpu, list(found) if found else None))
         except VggbenchError:
             if explicit:
                 raise

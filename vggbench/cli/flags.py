@@ -57,6 +57,16 @@ def input_size(text: str) -> int:
     return value
 
 
+def backend_python(text: str):
+    """``BACKEND=PATH`` (``--python``) -> ``(backend, path)``."""
+    from vggbench.runtimes.backends import BACKENDS
+
+    backend, sep, path = text.partition("=")
+    if not sep or backend not in BACKENDS or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: give BACKEND=PATH with BACKEND one of {', '.join(BACKENDS)}")
+    return backend, path
+
+
 def add_command(sub, name: str, func):
     """Add subcommand ``name``, run by ``func``: its docstring's first line is the help, the rest the
     description (``vggbench NAME --help``)."""
@@ -126,6 +136,10 @@ def bench_flags(p, backends_help: str) -> None:
     p.add_argument("--no-cudnn-max-workspace", action="store_true",
                    help="ort-cuda/ort-trt: do not let cuDNN use its maximum workspace")
     p.add_argument("--gpu-mem-limit", type=positive_int, metavar="BYTES", help="ort-cuda/ort-trt arena limit")
+    p.add_argument("--python", action="append", type=backend_python, default=[], metavar="BACKEND=PATH",
+                   help="run BACKEND's worker with the python of another venv, e.g. mxnet-gpu=.venv-mx/bin/python "
+                        "(MXNet's CUDA 11 stack and ONNX Runtime's CUDA 12 stack cannot share one venv; "
+                        "docs/gpus.md); repeatable, recorded in the results")
     p.add_argument("--json", metavar="FILE", help="write the results (rows + environment) as JSON")
     p.add_argument("--columns", choices=("default", "all"), default="default",
                    help="default: throughput ±CI, x baseline, p99, top-1 and Δ, memory and model size within 120 "
@@ -139,7 +153,7 @@ def bench_kwargs(args) -> dict:
         rounds=args.rounds, iters=args.iters, target_ci_pct=args.target_ci, max_seconds=args.max_seconds,
         round_s=args.round_seconds, threads=args.threads, accuracy_limit=args.accuracy_limit,
         data_dir=args.data_dir, peak_sizes=args.peak_sizes, timeout_s=args.timeout, gpu=args.gpu,
-        log=log.info,
+        log=log.info, worker_python=dict(args.python),
         runtime_options={"graph_optimization": args.graph_optimization,
                          "cudnn_conv_algo_search": args.cudnn_conv_algo_search,
                          "cudnn_conv_use_max_workspace": not args.no_cudnn_max_workspace,

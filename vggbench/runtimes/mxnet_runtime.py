@@ -53,9 +53,13 @@ def unavailable_reason(precision: str = "fp32", device: str = "cpu", backend: st
         except VggbenchError as err:
             return str(err)
         return bf16_unavailable_reason() if precision == "bf16" else None
+    from vggbench.platform.driver import driver_facts, no_driver_reason
     from vggbench.platform.gpu import mxnet_device_unavailable_reason, visible_inventory
     from vggbench.platform.mxnet import mxnet_cuda_facts
 
+    no_driver = no_driver_reason(driver_facts(), backend)  # the first cause, whichever mxnet build is installed
+    if no_driver:
+        return no_driver
     mx = import_mxnet()
     index = target.index
     has_cuda, count, count_error = mxnet_cuda_facts()
