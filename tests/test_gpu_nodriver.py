@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import QUICK_BENCH
+
 from vggbench import doctor
 from vggbench.bench import results as R
 from vggbench.bench.sweep import sweep
