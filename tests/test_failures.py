@@ -1035,3 +1035,166 @@ def test_every_untrusted_file_reader_refuses_hostile_files_in_one_line(untrained
                 changed = artifacts.read_manifest(run_dir)
                 artifacts.record_file(changed, run_dir, "history.json")
                 artifacts.write_manifest(run_dir, changed)
+
+
+def test_a_lock_file_that_vggbench_did_not_make_is_refused_and_never_written(tmp_path):
+    """Class: lock hardening. A symbolic link, a hard link to another file, a FIFO or a folder named
+    like the lock is refused in one line before anything is written, so a shared --out cannot aim a
+    (root) writer at another file; a plain leftover lock file is still taken over."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    run_dir = tmp_path / "out" / "run"
+    run_dir.parent.mkdir()
+    lock_path = artifacts.lock_path_for(run_dir)
+    makers = {"symbolic link": lambda: lock_path.symlink_to(victim), "hard link": lambda: os.link(victim, lock_path),
+              "FIFO": lambda: os.mkfifo(lock_path), "folder": lambda: lock_path.mkdir()}
+    for what, make in makers.items():
+        make()
+        message = _refused(lambda: artifacts.run_dir_lock(run_dir, "train-export").__enter__(), str(lock_path))
+        assert what in message or "not a lock file" in message, message
+        assert victim.read_text() == "precious" and os.stat(victim).st_nlink == (2 if what == "hard link" else 1)
+        lock_path.rmdir() if what == "folder" else lock_path.unlink()
+    lock_path.write_text('{"pid": 1, "host": "elsewhere", "purpose": "x\\u001b[2Jy"}')  # a leftover, crafted record
+    with artifacts.run_dir_lock(run_dir, "train-export") as lock:
+        assert lock.holder["pid"] == os.getpid()
+    assert not lock_path.exists() and victim.read_text() == "precious"
+
+
+HOLD_LOCK = """
+    import sys, time
+    from vggbench import artifacts
+    with artifacts.run_dir_lock(sys.argv[1], "train-export"):
+        print("held", flush=True)
+        time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_every_run_dir_writer_takes_the_same_lock(untrained_run_dir, tmp_path, data_dir):
+    """Class: concurrent writers of every kind. While one process writes a run dir, train-export and
+    optimize are refused at once naming the holder; two optimize runs (--int8, --fp16) on one run dir
+    never interleave: one is refused and the other's variant is in the manifest."""
+    run_dir = tmp_path / "vgg11-96"
+    shutil.copytree(untrained_run_dir, run_dir)
+    holder = python(HOLD_LOCK, str(run_dir))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for args in (("optimize", str(run_dir), "--fp16"),
+                     ("train-export", "vgg11", "--out", str(tmp_path), "--name", "vgg11-96", "--force", *TINY_TRAIN)):
+            result = vggbench_cli(*args, "--data-dir", str(data_dir))
+            assert_one_line_error(result, args[0], f"is in use by train-export (pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.communicate()
+    optimize = ("optimize", str(run_dir), "--data-dir", str(data_dir), "--calib-images", "32", "--accuracy-limit", "64",
+                "--no-progress")
+    first = start([sys.executable, "-m", "vggbench.cli", *optimize, "--int8"])
+    wait_until(lambda: artifacts.read_lock_holder(run_dir) is not None, first)
+    second = vggbench_cli(*optimize, "--fp16")
+    assert_one_line_error(second, "optimize", f"is in use by optimize (pid {first.pid} on ")
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-2000:]
+    manifest = artifacts.verify_all(run_dir)
+    assert {"opt", "int8"} <= set(manifest["variants"]) and "fp16" not in manifest["variants"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_force_keeps_the_old_run_and_a_finished_one_swaps_in(tmp_path, data_dir):
+    """Class: interrupted --force. SIGTERM while --force trains leaves the old run byte for byte
+    (verified by its manifest) and nothing beside it; a --force that finishes replaces it."""
+    args = ("train-export", "lenet", "--out", str(tmp_path), "--name", "run", "--data-dir", str(data_dir),
+            "--epochs", "1", "--train-limit", "128", "--test-limit", "32", "--parity-images", "16", "--no-progress")
+    assert vggbench_cli(*args).returncode == 0
+    run_dir = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    forced = start([sys.executable, "-m", "vggbench.cli", *args, "--force", "--epochs", "50"])
+    wait_until(lambda: any(p.name.startswith(".run.force.") and (p / "checkpoints").exists()
+                           for p in tmp_path.iterdir()), forced)
+    forced.send_signal(signal.SIGTERM)
+    _, stderr = forced.communicate(timeout=120)
+    assert forced.returncode == EXIT_TERMINATED, stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    artifacts.verify_all(run_dir)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert vggbench_cli(*args, "--force", "--seed", "1").returncode == 0
+    assert artifacts.verify_all(run_dir)["recipe"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_kill_between_the_two_renames_of_a_swap_is_put_back(tmp_path):
+    """Where the kernel cannot exchange two folders in one step, a kill between the two renames
+    leaves the old run as .NAME.old.PID; the next writer puts it back before deciding anything."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text("old")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.rename(run_dir, tmp_path / f".run.old.{dead.pid}")
+    (tmp_path / f".run.force.{dead.pid}").mkdir()  # the half-built new run
+    with artifacts.run_dir_lock(run_dir, "train-export"):
+        assert len(artifacts.remove_force_leftovers(run_dir)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"] and (run_dir / "manifest.json").read_text() == "old"
+    staging = artifacts.force_staging_dir(run_dir)
+    (staging / "manifest.json").write_text("new")
+    assert artifacts.swap_in(staging, run_dir) == run_dir
+    assert (run_dir / "manifest.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_numbers_are_bounded_when_parsed_and_never_written_as_infinity(tmp_path, capsys):
+    """Class: bounds. Argument errors are one line with a pointer to --help (exit 2); a learning
+    rate that overflows float32, a batch size of a million, a manifest claiming 1e18 classes or a
+    number that overflows a float are refused; more threads than CPUs are capped with a warning;
+    JSON is never written with Infinity."""
+    from vggbench.platform.mxnet import max_threads, resolve_threads
+
+    for args, words in ((("train-export", "vgg11", "--lr", "1e39"), "argument --lr: expected a number > 0 and < 1000"),
+                        (("bench", "x", "--batch-sizes", "1000000"), "argument --batch-sizes"),
+                        (("bench",), "required: RUN_DIR")):
+        result = vggbench_cli(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert words in result.stderr and f"see `vggbench {args[0]} --help`" in result.stderr
+    assert resolve_threads(10_000) == (max_threads(), "--threads")
+    assert "is more than the" in capsys.readouterr().err
+    manifest = {"manifest_version": 1, "model": "vgg11", "input_size": 96, "files": {}, "classes": 10 ** 18}
+    _refused(lambda: artifacts.parse_manifest(json.dumps(manifest).encode(), "m.json"), "key 'classes'")
+    _refused(lambda: artifacts.parse_manifest(b'{"manifest_version": 1e400}', "m.json"), "out of range")
+    artifacts.write_json_atomic(tmp_path / "r.json", {"rows": [{"accuracy_drop_points": float("inf")}]})
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: 1 / 0) == \
+        {"rows": [{"accuracy_drop_points": None}]}
+    assert "rows[0].accuracy_drop_points" in capsys.readouterr().err
+
+
+def test_outputs_naming_one_file_are_refused_before_measuring(tmp_path):
+    """--json, --csv, --markdown, --plot: one path, one path through '..', a symbolic link or a hard
+    link to another output are one file, refused in one line naming both flags."""
+    from vggbench.workflows import check_outputs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.json").write_text("{}")
+    os.link(tmp_path / "a.json", tmp_path / "hard.csv")
+    (tmp_path / "link.md").symlink_to(tmp_path / "a.json")
+    a = str(tmp_path / "a.json")
+    for other in (a, str(tmp_path / "sub" / ".." / "a.json"), str(tmp_path / "hard.csv"), str(tmp_path / "link.md")):
+        _refused(lambda: check_outputs([a, other]), f"--json {a} and --csv {other} are the same file")
+    check_outputs([a, str(tmp_path / "b.csv"), str(tmp_path / "c.md"), str(tmp_path / "d.png")])
+
+
+def test_an_onnx_model_with_external_data_is_refused(untrained_run_dir, tmp_path):
+    """The manifest's sha256 covers model.onnx only: tensors kept in a weights.bin beside it would be
+    loaded unchecked (zeroing them changed the accuracy and exited 0). bench refuses such a model."""
+    import onnx
+    from onnx import numpy_helper
+
+    from vggbench.bench.sweep import verify_run_dir
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(untrained_run_dir, run_dir)
+    model = onnx.load(str(run_dir / "model.onnx"))
+    for index, tensor in enumerate(model.graph.initializer):
+        model.graph.initializer[index].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+    onnx.save_model(model, str(run_dir / "model.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)
+    manifest = artifacts.read_manifest(run_dir)
+    artifacts.record_file(manifest, run_dir, "model.onnx")
+    artifacts.write_manifest(run_dir, manifest)
+    _refused(lambda: verify_run_dir(run_dir, manifest, {"ort-cpu": ["fp32"]}), "external file 'weights.bin'")

@@ -159,6 +159,9 @@ def _open_lock_file(lock_path: Path) -> int:
         if err.errno == errno.ELOOP:
             raise VggbenchError(f"the lock file {lock_path} is a symbolic link, which vggbench never makes; "
                                 f"remove it (someone may be aiming writes at another file), then run again") from None
+        if err.errno == errno.EISDIR:
+            raise VggbenchError(f"the lock file {lock_path} is a folder, not a lock file vggbench made; remove it, "
+                                f"then run again") from None
         raise VggbenchError(f"cannot create the lock file {lock_path} ({err.strerror}); choose a writable "
                             f"--out") from None
     info = os.fstat(fd)
