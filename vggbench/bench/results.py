@@ -252,7 +252,7 @@ def load_results(paths: Sequence) -> Dict[str, Any]:
     rows, environments, settings, training, ceilings = [], [], [], [], []
     for path in paths:
         doc = _read_results_file(path)
-        file_rows = [dict({key: None for key in ROW_KEYS}, **row, source=str(path)) for row in doc["rows"]]
+        file_rows = [dict({key: None for key in ROW_KEYS}, **dict(row, source=str(path))) for row in doc["rows"]]
         if all(row.get("speedup_vs_mxnet_hybrid") is None for row in file_rows):
             add_speedups(file_rows)
         file_training = [dict(row, source=str(path)) for row in doc.get("training") or [] if isinstance(row, dict)]
