@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vggbench.bench import recommend as REC
-from vggbench.bench import results as R
 from vggbench.bench import report
+from vggbench.bench import results as R
 from vggbench.errors import VggbenchError
 
 
@@ -44,7 +44,8 @@ def test_the_winner_is_the_fastest_row_within_the_budget(real_results):
     assert item["images_per_s"] == best["images_per_s"] and item["batch_size"] == 4
     assert item["images_per_s_ci_low"] <= item["images_per_s"] <= item["images_per_s_ci_high"]
     assert item["accuracy_drop_points"] <= 0.5
-    for name, wanted in (("speedup_vs_ort_fp32", ("ort-cpu", "fp32")), ("speedup_vs_mxnet_hybrid", ("mxnet-hybrid", "fp32"))):
+    for name, wanted in (("speedup_vs_ort_fp32", ("ort-cpu", "fp32")),
+                         ("speedup_vs_mxnet_hybrid", ("mxnet-hybrid", "fp32"))):
         base = next(r for r in ok if (r["backend"], r["precision"]) == wanted)
         speedup = item[name]
         if base is best:
