@@ -488,3 +488,31 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def test_round_settings_resolve_per_device_and_describe_themselves():
+    default = stats.RoundSettings()
+    assert default.policy("cpu") == stats.CPU_ROUNDS and default.policy("gpu") == stats.GPU_ROUNDS
+    fixed = stats.RoundSettings(warmup=1, rounds=3, iters=2, round_s=0.05)
+    cpu_policy = fixed.policy("cpu")
+    assert (cpu_policy.min_rounds, cpu_policy.max_rounds, cpu_policy.max_seconds) == (3, 3, None)
+    assert cpu_policy.round_min_s == 0.05 and fixed.policy("gpu").round_min_calls == stats.GPU_ROUNDS.round_min_calls
+    budget = stats.RoundSettings(target_ci_pct=1.0, max_seconds=9.0).policy("gpu")
+    assert (budget.target_ci_pct, budget.max_seconds, budget.max_rounds) == (1.0, 9.0, stats.GPU_ROUNDS.max_rounds)
+    control = stats.Convergence.from_policy(cpu_policy)
+    assert (control.min_rounds, control.max_rounds, control.max_seconds) == (3, 3, None)
+    record = fixed.to_dict()
+    assert list(record) == ["warmup", "rounds", "iters", "target_ci_pct", "max_seconds", "round_s", "description"]
+    assert "exactly 3 round(s) per row" in record["description"] and "2 call(s)" in record["description"]
+    assert "+-2% (at least 10 rounds" in default.description
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(warmup=-1), "--warmup must be >= 0"), (dict(warmup=0), "--warmup 0 needs --iters"),
+    (dict(rounds=0), "--rounds must be >= 1"), (dict(iters=0), "--iters must be >= 1"),
+    (dict(round_s=float("inf")), "--round-seconds"), (dict(target_ci_pct=0.0), "--target-ci")])
+def test_round_settings_refuse_bad_values(kwargs, message):
+    from vggbench.errors import VggbenchError
+
+    with pytest.raises(VggbenchError, match=message):
+        stats.RoundSettings(**kwargs)

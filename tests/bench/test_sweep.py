@@ -287,3 +287,35 @@ def test_an_mxnet_that_cannot_import_skips_the_accuracy_pass_not_the_sweep(bench
     from vggbench.bench.report import render_results
 
     assert "top-1: skipped: the accuracy images could not be prepared" in render_results(results)
+
+
+def test_a_sweep_job_validates_and_normalizes_itself():
+    job = sweep.SweepJob(["runs/a"], backends=["ort-cpu", "ort-cpu", "mxnet"], batch_sizes=[4, 1, 4])
+    assert job.backends == ("ort-cpu", "mxnet") and job.batch_sizes == (4, 1) and job.run_dirs == ("runs/a",)
+    assert sweep.SweepJob(["runs/a"]).backend_names == list(sweep.DEFAULT_BACKENDS)
+    assert job.round_settings == sweep.RoundSettings() and job.ort_options is None
+    for kwargs, message in ((dict(backends=["tvm"]), "unknown backend 'tvm'"), (dict(backends=[]), "no backends"),
+                            (dict(batch_sizes=[0]), "batch sizes"), (dict(modes=["fast"]), "unknown mode"),
+                            (dict(accuracy_limit=-1), "--accuracy-limit"), (dict(peak_sizes=[8]), "--peak-sizes")):
+        with pytest.raises(VggbenchError, match=message):
+            sweep.SweepJob(["runs/a"], **kwargs)
+    with pytest.raises(VggbenchError, match="no run dirs"):
+        sweep.SweepJob([])
+
+
+def test_the_keyword_sweep_and_the_job_record_the_same_settings(bench_run_dir):
+    from vggbench.runtimes.ort_runtime import OrtOptions
+
+    options = OrtOptions(graph_optimization="basic")
+    common = dict(batch_sizes=[2], modes=["end-to-end"], accuracy_limit=0, peak_sizes=[64])
+    by_keywords = sweep.sweep([str(bench_run_dir)], backends=["ort-cpu"], precisions=["fp32"], rounds=2, iters=1,
+                              warmup=1, runtime_options=options.to_dict(), log=lambda message: None, **common)
+    job = sweep.SweepJob((str(bench_run_dir),), ("ort-cpu",), (2,), ("fp32",), ("end-to-end",),
+                         sweep.RoundSettings(warmup=1, rounds=2, iters=1), accuracy_limit=0, peak_sizes=(64,),
+                         ort_options=options)
+    by_job = sweep.run_sweep(job, log=lambda message: None)
+    for key in ("backends", "batch_sizes", "precisions", "modes", "policy", "timing_policy", "runtime_options",
+                "peak_sizes", "accuracy_limit"):
+        assert by_keywords["settings"][key] == by_job["settings"][key], key
+    assert by_job["settings"]["runtime_options"]["graph_optimization"] == "basic"
+    assert [r["runtime"]["graph_optimization"] for r in by_job["rows"]] == ["basic"]

@@ -161,3 +161,41 @@ def test_provider_options_for_each_backend(tmp_path):
     assert trt[1][1]["use_tf32"] == "0"  # the CUDA fallback of an fp16/fp32 TensorRT row runs no TF32 either
     with pytest.raises(VggbenchError, match="cudnn_conv_algo_search 'FAST'"):
         ort_runtime.provider_options("ort-cuda", cudnn_conv_algo_search="FAST")
+
+
+def test_a_fallen_back_session_is_typed_for_callers_that_explain_it(untrained_run_dir):
+    with pytest.raises(ort_runtime.ProviderFallback) as caught:
+        ort_runtime.make_session(untrained_run_dir / "model.onnx", backend="ort-cuda",
+                                 providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert (caught.value.got, caught.value.wanted) == ("CPUExecutionProvider", "CUDAExecutionProvider")
+    session = ort_runtime.make_session(untrained_run_dir / "model.onnx", backend="ort-cuda", check_provider=False,
+                                       providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert session.get_providers()[0] == "CPUExecutionProvider"
+
+
+def test_ort_options_round_trip_through_their_json_form():
+    options = ort_runtime.OrtOptions("basic", "HEURISTIC", False, 2 ** 30)
+    as_json = options.to_dict()
+    assert as_json == {"graph_optimization": "basic", "cudnn_conv_algo_search": "HEURISTIC",
+                       "cudnn_conv_use_max_workspace": False, "gpu_mem_limit": 2 ** 30}
+    assert ort_runtime.OrtOptions.from_dict(as_json) == options
+    assert ort_runtime.OrtOptions.from_dict(None) == ort_runtime.OrtOptions() == ort_runtime.OrtOptions.from_dict({})
+    assert list(ort_runtime.OrtOptions().to_dict()) == ["graph_optimization", "cudnn_conv_algo_search",
+                                                        "cudnn_conv_use_max_workspace", "gpu_mem_limit"]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"graph_optimization": "max"}, "unknown graph optimization 'max'"),
+    ({"cudnn_conv_algo_search": "FAST"}, "cudnn_conv_algo_search 'FAST'"),
+    ({"cudnn_conv_use_max_workspace": "yes"}, "must be true or false"),
+    ({"gpu_mem_limit": 0}, "positive number of bytes"), ({"gpu_mem_limit": 1.5}, "positive number of bytes"),
+    ({"threads": 4}, "unknown ONNX Runtime option")])
+def test_ort_options_refuse_bad_values_in_one_line(values, message):
+    with pytest.raises(VggbenchError, match=message):
+        ort_runtime.OrtOptions.from_dict(values)
+
+
+def test_the_options_reach_the_session(untrained_run_dir):
+    options = ort_runtime.OrtOptions(graph_optimization="basic")
+    with load_runtime("ort-cpu", untrained_run_dir, threads=1, **options.to_dict()) as runtime:
+        assert runtime.info()["graph_optimization"] == "basic"

@@ -73,7 +73,7 @@ class RoundPolicy:
     round_min_calls: int
     min_rounds: int = DEFAULT_MIN_ROUNDS
     max_rounds: int = 100
-    max_seconds: float = 4.0
+    max_seconds: Optional[float] = 4.0
     target_ci_pct: float = DEFAULT_TARGET_CI_PCT
 
 
@@ -116,6 +116,84 @@ def round_policy(device: str) -> RoundPolicy:
     except KeyError:
         raise ValueError(f"no round policy for device {device!r}; expected one of {sorted(ROUND_POLICIES)}") \
             from None
+
+
+DEFAULT_WARMUP = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundSettings:
+    """What a sweep was asked for about rounds (``--warmup``, ``--rounds``, ``--iters``, ``--target-ci``,
+    ``--max-seconds``, ``--round-seconds``); None means the device kind's :class:`RoundPolicy` default.
+    Validates itself (a one-line :class:`~vggbench.errors.VggbenchError` naming the flag) and resolves
+    into the :class:`RoundPolicy` one device kind runs with (:meth:`policy`).
+
+    Attributes:
+        warmup: untimed calls per row before its first round; they size the rounds, so 0 needs ``iters``.
+        rounds: a fixed number of rounds per row (no convergence), or None.
+        iters: a fixed number of calls per round, or None (sized to ``round_s``).
+        target_ci_pct: stop when every row's 95% CI half-width is under this % of its median.
+        max_seconds: per-row budget of its own round time.
+        round_s: round length in seconds.
+    """
+
+    warmup: int = DEFAULT_WARMUP
+    rounds: Optional[int] = None
+    iters: Optional[int] = None
+    target_ci_pct: Optional[float] = None
+    max_seconds: Optional[float] = None
+    round_s: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        from vggbench.errors import VggbenchError
+
+        if self.warmup < 0:
+            raise VggbenchError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.warmup == 0 and not self.iters:
+            raise VggbenchError("--warmup 0 needs --iters N: the warm-up calls size the rounds")
+        for name, value in (("--rounds", self.rounds), ("--iters", self.iters)):
+            if value is not None and value < 1:
+                raise VggbenchError(f"{name} must be >= 1, got {value}")
+        for name, value in (("--target-ci", self.target_ci_pct), ("--max-seconds", self.max_seconds),
+                            ("--round-seconds", self.round_s)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise VggbenchError(f"{name} must be a positive number, got {value}")
+
+    def policy(self, device: str) -> RoundPolicy:
+        """The :class:`RoundPolicy` rows on ``device`` (``"cpu"`` or ``"gpu"``) run with: its defaults
+        with these settings applied (``rounds`` fixes the count and drops the default time budget)."""
+        default = round_policy(device)
+        policy = dataclasses.replace(
+            default, round_min_s=self.round_s or default.round_min_s,
+            target_ci_pct=default.target_ci_pct if self.target_ci_pct is None else self.target_ci_pct,
+            max_seconds=default.max_seconds if self.max_seconds is None else self.max_seconds)
+        if self.rounds is not None:
+            policy = dataclasses.replace(policy, min_rounds=self.rounds, max_rounds=self.rounds,
+                                         max_seconds=self.max_seconds)
+        return policy
+
+    @property
+    def description(self) -> str:
+        """The policy in words, for the results' settings and the report."""
+        cpu, gpu = CPU_ROUNDS, GPU_ROUNDS
+        if self.iters:
+            calls = f"{self.iters} call(s)"
+        else:
+            calls = (f"calls filling >= {self.round_s or cpu.round_min_s:g} s (GPU: >= "
+                     f"{self.round_s or gpu.round_min_s:g} s and {gpu.round_min_calls} calls)")
+        target = self.target_ci_pct or cpu.target_ci_pct
+        if self.rounds:
+            stop = f"exactly {self.rounds} round(s) per row"
+        else:
+            stop = (f"rounds until every row's 95% CI of the median is within +-{target:g}% (at least "
+                    f"{cpu.min_rounds} rounds; at most {self.max_seconds or cpu.max_seconds:g} s of a row's own "
+                    f"rounds (GPU {self.max_seconds or gpu.max_seconds:g} s), else it is marked noisy)")
+        return (f"{self.warmup} warm-up call(s) per row, then interleaved rounds of {calls}, one round per "
+                f"backend in turn; {stop}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The settings as the results JSON records them (``settings.policy``), with the description."""
+        return dict(dataclasses.asdict(self), description=self.description)
 
 
 # --- checks -----------------------------------------------------------------------------------------

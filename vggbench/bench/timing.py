@@ -168,12 +168,12 @@ def mxnet_gemm(size: int, device: str = "cpu", dtype: str = "float32") -> Tuple[
         device: ``cpu`` or ``gpu:N``.
         dtype: ``float32`` or ``float16``.
     """
+    from vggbench.platform.devices import Device
     from vggbench.platform.mxnet import import_mxnet
-    from vggbench.runtimes.mxnet_runtime import parse_device
 
     mx = import_mxnet()
-    kind, index = parse_device(device)
-    ctx = mx.cpu() if kind == "cpu" else mx.gpu(index)
+    target = Device.parse(device)
+    ctx = mx.gpu(target.index) if target.is_gpu else mx.cpu()
     a = mx.nd.random.uniform(shape=(size, size), ctx=ctx, dtype=dtype)
     b = mx.nd.random.uniform(shape=(size, size), ctx=ctx, dtype=dtype)
     a.wait_to_read()
@@ -234,7 +234,7 @@ def ort_gemm(backend: str, size: int, threads: Optional[int] = None, dtype: str 
     import onnxruntime as ort
 
     from vggbench.runtimes.backends import BACKENDS
-    from vggbench.runtimes.ort_runtime import make_session
+    from vggbench.runtimes.ort_session import make_session
 
     session = make_session(matmul_onnx_model(size, dtype).SerializeToString(), backend=backend,
                            threads=threads, providers=provider_options)

@@ -242,7 +242,7 @@ class _WorkerState:
         self.device = _device(self.backend, cmd.get("gpu", 0))
         self.options = {}
         if BACKENDS[self.backend].family == "ort":
-            from vggbench.runtimes.ort_runtime import OrtOptions
+            from vggbench.runtimes.ort_session import OrtOptions
 
             self.options = OrtOptions.from_dict(cmd.get("runtime_options")).to_dict()
         if BACKENDS[self.backend].family in ("ort", "openvino") and cmd.get("batch_sizes"):

@@ -46,7 +46,7 @@ from vggbench.metrics import accuracy_from_logits, compare_logits, predict_in_ba
 from vggbench.platform.environment import utc_now
 from vggbench.platform.mxnet import import_mxnet, resolve_threads
 from vggbench.runtimes.backends import VARIANT_TARGET
-from vggbench.runtimes.ort_runtime import make_session, session_predictor
+from vggbench.runtimes.ort_session import make_session, session_predictor
 
 VARIANTS = ("opt", "int8", "fp16")
 FP32_FILE = ONNX_VARIANT_FILES["fp32"]

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from vggbench.errors import VggbenchError
+from vggbench.platform.devices import Device
 
 # --- inventory: nvidia-smi -----------------------------------------------------------------------------
 
@@ -192,6 +193,29 @@ def mxnet_gpu_unavailable_reason(compute_capability: Any, gpu_name: str = "this 
     return None
 
 
+def mxnet_device_unavailable_reason(index: int, mxnet_gpu_count: int, inventory: Sequence[GpuInfo] = (),
+                                    mxnet_has_cuda: bool = True, count_error: Optional[str] = None) -> Optional[str]:
+    """Why MXNet cannot compute on GPU ``index``, or None when the facts allow it: the one decision
+    the runners, doctor and ``--ctx`` share (a real kernel launch may still fail afterwards).
+
+    Parameters:
+        index: the GPU, in CUDA's numbering.
+        mxnet_gpu_count, mxnet_has_cuda, count_error: :func:`vggbench.platform.mxnet.mxnet_cuda_facts`.
+        inventory: the GPUs in CUDA's numbering (:func:`visible_inventory`); empty when unknown.
+    """
+    if not mxnet_has_cuda:
+        return mxnet_gpu_unavailable_reason(None, mxnet_has_cuda=False)
+    if count_error:
+        return count_error
+    if index < len(inventory):
+        reason = mxnet_gpu_unavailable_reason(inventory[index].compute_capability, inventory[index].name)
+        if reason:
+            return reason
+    if mxnet_gpu_count <= index:
+        return f"MXNet sees {mxnet_gpu_count} GPU(s), {Device('gpu', index)} requested (no driver or no device?)"
+    return None
+
+
 def _parse_ctx(spec: str) -> Optional[List[int]]:
     """``--ctx`` -> None for ``auto``, ``[]`` for ``cpu``, else the GPU indices."""
     spec = (spec or "auto").strip().lower()
@@ -202,14 +226,15 @@ def _parse_ctx(spec: str) -> Optional[List[int]]:
     indices: List[int] = []
     for part in spec.split(","):
         part = part.strip()
-        if part == "gpu":
-            index = 0
-        elif part.startswith("gpu:") and part[4:].isdigit():
-            index = int(part[4:])
-        else:
+        try:
+            device = Device.parse(part)
+        except VggbenchError:
+            device = None
+        if device is None or not device.is_gpu:
             raise VggbenchError(f"--ctx {spec!r}: cannot read {part!r}; use auto, cpu, gpu or a list like gpu:0,gpu:1")
+        index = device.index
         if index in indices:
-            raise VggbenchError(f"--ctx {spec!r} lists gpu:{index} twice")
+            raise VggbenchError(f"--ctx {spec!r} lists {Device('gpu', index)} twice")
         indices.append(index)
     return indices
 
@@ -250,10 +275,10 @@ def resolve_mxnet_context(spec: str, mxnet_gpu_count: int, inventory: Sequence[G
     missing = [index for index in indices if index >= mxnet_gpu_count]
     if missing:
         raise VggbenchError(f"--ctx {label}: MXNet sees {mxnet_gpu_count} GPU(s) (gpu:0..gpu:{mxnet_gpu_count - 1}), "
-                            f"there is no gpu:{missing[0]}")
+                            f"there is no {Device('gpu', missing[0])}")
     for index in indices:
         gpu = by_index.get(index)
         reason = gpu and mxnet_gpu_unavailable_reason(gpu.compute_capability, gpu.name, mxnet_has_cuda)
         if reason:
-            raise VggbenchError(f"--ctx {label}: gpu:{index}: {reason}; train with --ctx cpu")
+            raise VggbenchError(f"--ctx {label}: {Device('gpu', index)}: {reason}; train with --ctx cpu")
     return indices, f"--ctx {label}: training on {', '.join(f'gpu({i})' for i in indices)}"

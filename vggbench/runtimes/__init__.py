@@ -13,7 +13,7 @@ from typing import Optional
 
 from vggbench.errors import VggbenchError
 from vggbench.platform.devices import Device
-from vggbench.runtimes.backends import BACKENDS
+from vggbench.runtimes.backends import BACKENDS, unknown_backend_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 MXNET_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.family == "mxnet")
@@ -22,8 +22,9 @@ GPU_BACKENDS = tuple(name for name, spec in BACKENDS.items() if spec.device_kind
 
 def check_backend_name(backend: str) -> None:
     """Raise a one-line VggbenchError unless ``backend`` is a key of :data:`vggbench.runtimes.backends.BACKENDS`."""
-    if backend not in BACKENDS:
-        raise VggbenchError(f"unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
+    reason = unknown_backend_reason(backend)
+    if reason:
+        raise VggbenchError(reason)
 
 
 def backend_device(backend: str, gpu_index: int = 0) -> Device:

@@ -63,6 +63,7 @@ BACKENDS: Dict[str, Backend] = {b.name: b for b in (
             precisions=("fp32", "tf32", "fp16"), default_precisions=("fp32", "fp16")),
 )}
 
+FAMILY_NAMES = {"mxnet": "MXNet", "ort": "ONNX Runtime", "openvino": "OpenVINO"}
 # The row every speedup is measured against, and the MXNet rows accuracy deltas use (best first).
 BASELINE_BACKEND = "mxnet-hybrid"
 MXNET_REFERENCE_BACKENDS = ("mxnet-hybrid", "mxnet", "mxnet-hybrid-gpu", "mxnet-gpu")
@@ -75,6 +76,16 @@ BF16_UNSUPPORTED = {
     "mxnet": "bf16 needs MXNet's AMP graph conversion, which works on the hybridized graph only: see mxnet-hybrid bf16",
     "gpu": "no bf16 row on GPUs yet (fp16 is the GPU half-precision row)",
 }
+
+
+def unknown_backend_reason(backend: str, family: Optional[str] = None) -> Optional[str]:
+    """Why ``backend`` is not a backend name (of ``family``, e.g. ``ort``, when given), or None: the one
+    backend-name check (:func:`vggbench.runtimes.check_backend_name` raises it)."""
+    names = [name for name, spec in BACKENDS.items() if family is None or spec.family == family]
+    if backend in names:
+        return None
+    what = "backend" if family is None else f"{FAMILY_NAMES.get(family, family)} backend"
+    return f"unknown {what} {backend!r}; choose from: {', '.join(names)}"
 
 
 def unsupported_reason(backend: str, precision: str) -> Optional[str]:

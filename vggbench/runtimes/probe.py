@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from vggbench.errors import VggbenchError, strip_ansi, summarize_error
+from vggbench.errors import strip_ansi, summarize_error
 from vggbench.platform.driver import (
     driver_facts,
     driver_too_old_reason,
@@ -30,7 +30,8 @@ from vggbench.platform.driver import (
 from vggbench.platform.gpu import visible_inventory
 from vggbench.platform.libraries import ort_build
 from vggbench.runtimes.backends import BACKENDS
-from vggbench.runtimes.providers import cuda_provider_options, preload_ort_cuda
+from vggbench.runtimes.ort_session import check_ort_backend_name, make_session, provider_options
+from vggbench.runtimes.providers import preload_ort_cuda
 
 # --- a tiny real model, for probes and smoke runs ---------------------------------------------------------
 
@@ -193,16 +194,6 @@ def fallback_reason(node_providers: Sequence[Tuple[str, str]], provider: str) ->
     return None
 
 
-def _probe_providers(backend: str, device_id: int) -> List[Any]:
-    if backend == "ort-cpu":
-        return ["CPUExecutionProvider"]
-    providers: List[Any] = [("CUDAExecutionProvider", cuda_provider_options(device_id))]
-    if backend == "ort-trt":
-        providers.insert(0, ("TensorrtExecutionProvider", {"device_id": str(int(device_id)),
-                                                            "trt_engine_cache_enable": "0"}))
-    return providers
-
-
 def provider_cuda_code(ort_module: Any = None):
     """The SASS/PTX of this onnxruntime's CUDA provider library
     (:func:`vggbench.platform.cuda_code.read_cuda_code`), or None when there is none."""
@@ -261,11 +252,9 @@ def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2)
     the session must get the provider first, ONNX Runtime's own profile must show every compute
     node of the tiny model on it, and one inference must match numpy.
     """
-    ort_backends = [name for name, spec in BACKENDS.items() if spec.family == "ort"]
-    if backend not in ort_backends:
-        raise VggbenchError(f"unknown ONNX Runtime backend {backend!r}; choose from {', '.join(ort_backends)}")
+    check_ort_backend_name(backend)
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 - its absence is the reason
     except ImportError as err:
         return f"cannot import onnxruntime ({err}); install the cpu or gpu extra"
     provider = BACKENDS[backend].provider
@@ -289,14 +278,11 @@ def probe_ort_backend(backend: str, device_id: int = 0, tolerance: float = 1e-2)
     weights = tiny_weights()
     expected = tiny_reference(weights["x"], weights["conv"], weights["dense"])
     with tempfile.TemporaryDirectory(prefix="vggbench-probe.") as scratch:
-        options = ort.SessionOptions()
-        options.log_severity_level = 2
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(scratch, "probe")
         try:
             with captured_native_stderr() as log:
-                session = ort.InferenceSession(tiny_onnx_model(weights).SerializeToString(), options,
-                                               providers=_probe_providers(backend, device_id))
+                session = make_session(tiny_onnx_model(weights), backend, providers=provider_options(backend, device_id),
+                                       log_severity_level=2, profile_prefix=os.path.join(scratch, "probe"),
+                                       check_provider=False)
                 got_provider = session.get_providers()[0]
                 if got_provider == provider:
                     logits = session.run(None, {"x": weights["x"]})[0]

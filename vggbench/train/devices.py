@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 from vggbench.errors import VggbenchError
-from vggbench.platform.mxnet import import_mxnet
+from vggbench.platform.devices import Device
+from vggbench.platform.mxnet import import_mxnet, mxnet_cuda_facts
 
 # --- devices ---------------------------------------------------------------------------------------
 
@@ -29,16 +30,17 @@ def resolve_contexts(spec: str, num_gpus: Optional[int] = None, inventory: Optio
     label = (spec or "auto").strip().lower()
     parts = [part.strip() for part in label.split(",")]
     if all(part.startswith("cpu:") for part in parts):
-        if not all(part[4:].isdigit() for part in parts) or len(set(parts)) != len(parts):
-            raise VggbenchError(f"--ctx {label!r}: use distinct cpu:N entries, e.g. cpu:0,cpu:1")
-        contexts = [mx.cpu(int(part[4:])) for part in parts]
-        return contexts, f"--ctx {label}: training on {', '.join(str(c) for c in contexts)}"
-    has_cuda = bool(mx.runtime.Features().is_enabled("CUDA"))
-    if num_gpus is None:
         try:
-            num_gpus = mx.context.num_gpus() if has_cuda else 0
-        except mx.base.MXNetError:  # CUDA build without a usable driver
-            num_gpus = 0
+            devices = [Device.parse(part) for part in parts]
+        except VggbenchError:
+            devices = []
+        if not devices or len(set(devices)) != len(devices):
+            raise VggbenchError(f"--ctx {label!r}: use distinct cpu:N entries, e.g. cpu:0,cpu:1")
+        contexts = [mx.cpu(device.index) for device in devices]
+        return contexts, f"--ctx {label}: training on {', '.join(str(c) for c in contexts)}"
+    has_cuda, counted, _ = mxnet_cuda_facts()  # a CUDA build that cannot count GPUs counts 0
+    if num_gpus is None:
+        num_gpus = counted
     if inventory is None:
         inventory = gpu.visible_inventory() if num_gpus else []
     indices, sentence = gpu.resolve_mxnet_context(label, num_gpus, inventory, mxnet_has_cuda=has_cuda)
