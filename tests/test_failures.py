@@ -1198,3 +1198,87 @@ def test_an_onnx_model_with_external_data_is_refused(untrained_run_dir, tmp_path
     artifacts.record_file(manifest, run_dir, "model.onnx")
     artifacts.write_manifest(run_dir, manifest)
     _refused(lambda: verify_run_dir(run_dir, manifest, {"ort-cpu": ["fp32"]}), "external file 'weights.bin'")
+
+
+# A worker of a hand-started dist_sync job: one real push/pull, then rank 1 dies (SIGKILL) and rank 0
+# waits in its second step (its own watchdog is long, so only the scheduler's and server's decide).
+DIST_WORKER = """
+    import os, signal
+    from vggbench.train import distributed
+    from vggbench.platform.mxnet import import_mxnet
+    mx = import_mxnet()
+    watchdog = distributed.KVStoreWatchdog(timeout_s=120, poll_s=0.1)
+    kv, info = distributed.create_kvstore("dist_sync", watchdog)
+    kv.init(0, mx.nd.zeros(4))
+    out = mx.nd.zeros(4)
+    kv.push(0, mx.nd.ones(4))
+    kv.pull(0, out=out)
+    out.wait_to_read()
+    if info.rank == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    with watchdog.guard("the second step"):
+        kv.push(0, mx.nd.ones(4))
+        kv.pull(0, out=out)
+        out.wait_to_read()
+"""
+
+
+def test_a_hand_started_job_whose_worker_died_ends_its_scheduler_and_server():
+    """Class: distributed watchdogs. Started without the launcher (as Slurm or Kubernetes would),
+    a job whose worker was killed ends its scheduler and server with one line and status 4 after
+    VGGBENCH_DIST_TIMEOUT_S, instead of leaving them running forever."""
+    from vggbench.train import distributed
+    from vggbench.train.distributed import launch
+
+    plan = launch.plan_local(2, 1, [sys.executable, "-c", textwrap.dedent(DIST_WORKER)])
+    base = {k: v for k, v in child_env().items() if k not in launch.DROPPED_ENV and k != distributed.PARENT_PID_ENV}
+    base[distributed.TIMEOUT_ENV] = "3"
+    procs = [subprocess.Popen(list(spec.argv), env={**base, **spec.env}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for spec in plan]
+    try:
+        for spec, proc in zip(plan[:2], procs[:2]):  # the scheduler and the server
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == distributed.WATCHDOG_EXIT_CODE, (spec.label, err[-2000:])
+            lines = [line for line in err.splitlines() if line.startswith("vggbench:")]
+            assert len(lines) == 1 and "a peer (worker or server) disconnected" in lines[0], err[-2000:]
+            assert "within 3 s" in lines[0]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+ATTACK = """
+    import os, socket, sys, time
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as sock:
+                sock.sendall(os.urandom(4096))
+                time.sleep(0.5)
+        except OSError:
+            time.sleep(0.2)
+"""
+
+
+def test_launch_names_a_scheduler_aborted_by_a_malformed_message():
+    """ps-lite has no authentication: 4 kB of random bytes to the scheduler's port abort it in its
+    protobuf parser (a known ps-lite limitation). launch ends the job and says what probably
+    happened, and that the network must be trusted; the --hosts plan says so too."""
+    import io
+
+    from vggbench.train.distributed import launch
+
+    plan = launch.plan_local(1, 1, [sys.executable, "-c", "import time; time.sleep(60)"])
+    attacker = python(ATTACK, plan[0].env["DMLC_PS_ROOT_PORT"])
+    out = io.StringIO()
+    try:
+        code = launch.run_local(plan, timeout_s=60, grace_s=3, stream=out)
+    finally:
+        attacker.kill()
+        attacker.communicate()
+    assert code == 128 + signal.SIGABRT, out.getvalue()[-2000:]
+    said = [line for line in out.getvalue().splitlines() if line.startswith("vggbench launch:")]
+    assert len(said) == 1 and "scheduler aborted (malformed message from a peer outside the job?)" in said[0]
+    assert "no authentication" in said[0] and "trusted, isolated network" in launch.NO_AUTHENTICATION
