@@ -16,12 +16,16 @@ from vggbench.bench import results as R
 from vggbench.bench import sweep
 from vggbench.cli import main
 from vggbench.errors import VggbenchError
+from vggbench.platform.cpu import bf16_unavailable_reason
 from vggbench.platform.gpu import gpu_inventory
 
 # Tests that count on this machine having no GPU (CI, the dev box) skip on a GPU machine.
 NO_GPU = pytest.mark.skipif(bool(gpu_inventory()), reason="this machine has a GPU")
 
-CPU = ("mxnet", "mxnet-hybrid", "ort-cpu")
+CPU = ("mxnet", "mxnet-hybrid", "ort-cpu", "openvino")
+# bf16 rows of a default sweep where the CPU has bf16 units; elsewhere they are unavailable rows.
+CPU_BF16 = ("mxnet-hybrid", "openvino")
+HAS_BF16 = bf16_unavailable_reason() is None
 GPU = ("mxnet-gpu", "mxnet-hybrid-gpu", "ort-cuda", "ort-trt")
 QUIET = dict(QUICK_BENCH, log=lambda message: None)
 
@@ -49,6 +53,7 @@ def test_every_cpu_backend_gives_complete_rows_with_rounds_and_intervals(bench_r
     modes = (R.MODE_END_TO_END, R.MODE_COMPUTE_ONLY)
     expected = {(b, "fp32", n, m) for b in CPU for n in (1, 4) for m in modes}
     expected |= {("ort-cpu", "opt", n, m) for n in (1, 4) for m in modes}
+    expected |= {(b, "bf16", n, m) for b in CPU_BF16 for n in (1, 4) for m in modes if HAS_BF16}
     assert combos == expected and len(ok) == len(expected)
     for row in ok:
         assert row["model"] == "vgg11" and row["input_size"] == 96 and row["width_ratio"] == 16
@@ -60,10 +65,12 @@ def test_every_cpu_backend_gives_complete_rows_with_rounds_and_intervals(bench_r
         assert row["noisy"] is True  # 3 rounds are too few for a 95% interval of a median
         assert 0 < row["latency_min_ms"] <= row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"]
         assert row["gflops_per_s"] == pytest.approx(row["gflops_per_image"] * row["images_per_s"])
-        assert row["peak_gflops_per_s"] > 0 and "128x128" in row["peak_kernel"]
-        assert row["ceiling_gflops_per_s"] >= row["peak_gflops_per_s"] and 0 < row["pct_of_peak"] <= 100
+        if (row["backend"], row["precision"]) != ("mxnet-hybrid", "bf16"):  # MXNet has no bf16 GEMM
+            assert row["peak_gflops_per_s"] > 0 and "128x128" in row["peak_kernel"]
+            assert row["ceiling_gflops_per_s"] >= row["peak_gflops_per_s"] and 0 < row["pct_of_peak"] <= 100
         assert 0 <= row["top1_accuracy"] <= 1 and row["accuracy_images"] == 64
-        assert abs(row["accuracy_delta_vs_mxnet_points"]) <= 100 / 64 + 1e-9  # same images, fp32: <= 1 image
+        if row["precision"] != "bf16":
+            assert abs(row["accuracy_delta_vs_mxnet_points"]) <= 100 / 64 + 1e-9  # same images, fp32: <= 1 image
         assert row["accuracy_reference"].startswith("mxnet-hybrid fp32")
         assert row["threads"] >= 1 and row["runtime"]["backend"] == row["backend"]
         assert row["load_avg_before"] >= 0 and row["load_avg_after"] >= 0
@@ -82,7 +89,8 @@ def test_every_cpu_backend_gives_complete_rows_with_rounds_and_intervals(bench_r
 @NO_GPU
 def test_gpu_backends_are_unavailable_rows_with_reasons(bench_results):
     other = [r for r in bench_results["rows"] if r["status"] != "ok"]
-    assert {(r["backend"], r["precision"]) for r in other} == {(b, "fp32") for b in GPU}
+    bf16_reasons = {("mxnet", "bf16"), ("ort-cpu", "bf16")} | (set() if HAS_BF16 else {(b, "bf16") for b in CPU_BF16})
+    assert {(r["backend"], r["precision"]) for r in other} == {(b, "fp32") for b in GPU} | bf16_reasons
     for row in other:
         assert row["status"].startswith("unavailable: ")
         assert row["images_per_s"] is None and row["batch_size"] is None
