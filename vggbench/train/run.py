@@ -147,7 +147,6 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
     run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
     run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
     run_info["recipe_source"] = {"name": named.name, "summary": named.summary, "source": named.source}
-    log(describe_choice(named, recipe, explicit))
     kvstore = distributed.check_kvstore(kvstore)
     if distributed.is_distributed(kvstore) and (recipe.until_plateau or recipe.holdout or recipe.warmup_epochs):
         raise VggbenchError(f"--kvstore {kvstore}: --until-plateau, --holdout and warm-up recipes run on one machine "
@@ -160,6 +159,7 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
         checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
         final_dir, run_dir = run_dir, _force_target(run_dir, force)  # --force builds beside the old run
         contexts, device_note = resolve_contexts(ctx)
+        log(describe_choice(named, recipe, explicit))
         log(device_note)
         train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
         test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
