@@ -358,7 +358,7 @@ def doctor_table(rows: Sequence[Dict[str, Any]]) -> str:
     def status(row: Dict[str, Any]) -> str:
         if row["status"] == AVAILABLE:
             return AVAILABLE
-        return notes.status({"status": f"{row['status']}: {row['reason']}"})
+        return notes.mark(row["status"], str(row["reason"]))
 
     table = format_table(rows, [("backend", "backend"), ("precision", "precision"), ("device", "device"),
                                 ("status", status), ("smoke run", _smoke_text), ("versions", "versions")])

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK
+from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK, Status, row_status
 from vggbench.errors import VggbenchError
 
 Column = Tuple[str, Any]
@@ -123,12 +123,15 @@ class Footnotes:
 
     def status(self, row: Dict) -> str:
         """``ok``, ``ok, noisy`` or ``unavailable [1]`` / ``error [2]`` with the reason as note 1/2."""
-        status = str(row.get("status", ""))
-        if status == STATUS_OK:
+        status, reason = row_status(row)
+        if status is Status.OK:
             return "ok, noisy" if row.get("noisy") else "ok"
-        kind, _, reason = status.partition(":")
-        number = self._numbers.setdefault(reason.strip() or status, len(self._numbers) + 1)
-        return f"{kind} [{number}]"
+        return self.mark(status.value, reason or str(row.get("status", "")))
+
+    def mark(self, word: str, reason: str) -> str:
+        """``word [N]`` with ``reason`` as note N (one number per distinct reason)."""
+        number = self._numbers.setdefault(reason.strip(), len(self._numbers) + 1)
+        return f"{word} [{number}]"
 
     def short_status(self, row: Dict) -> str:
         """:meth:`status` in fewer characters: ``ok``, ``noisy``, ``n/a [1]``, ``error [2]``."""
@@ -172,6 +175,13 @@ def _memory_cell(row: Dict) -> Optional[str]:
     return _mib(row.get("memory_peak_rss_bytes"))
 
 
+def _short_number(value) -> Optional[str]:
+    """Three significant digits or the whole number, never an exponent: 0.31, 48.7, 645, 12346."""
+    if value is None:
+        return None
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
 def _top1_cell(row: Dict) -> Optional[str]:
     """``88.91 (+0.12)``: top-1 % and its difference from MXNet fp32 in points."""
     top1 = _pct(row.get("top1_accuracy"))
@@ -198,7 +208,7 @@ def _columns(name: str, footnotes: "Footnotes", with_model: bool) -> List[Column
         return [
             ("backend", "backend"), ("prec", _short_precision), ("batch", "batch_size"),
             ("images/s ±95%", lambda r: (images_per_s_cell(r) or "").rstrip(" ~") or None), ("x base", _short_speedup),
-            ("p99 ms", lambda r: _fmt(r.get("latency_p99_ms"), ".3g")),
+            ("p99 ms", lambda r: _short_number(r.get("latency_p99_ms"))),
             ("top-1 % (Δ)", _top1_cell),
             ("RSS MiB", _memory_cell), ("file MiB", lambda r: _mib(r.get("model_file_bytes"))),
             ("status", footnotes.short_status),

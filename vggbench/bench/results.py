@@ -8,8 +8,9 @@ speedup can be rebuilt from the JSON alone (``vggbench compare --from``).
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,9 +27,19 @@ MODE_COMPUTE_ONLY = "compute-only (input pre-staged on device)"
 MODES = {"end-to-end": MODE_END_TO_END, "compute-only": MODE_COMPUTE_ONLY}
 MODE_SHORT = {MODE_END_TO_END: "e2e", MODE_COMPUTE_ONLY: "compute"}
 
-STATUS_OK = "ok"
-STATUS_UNAVAILABLE = "unavailable"
-STATUS_ERROR = "error"
+
+
+class Status(enum.Enum):
+    """What became of a row. The JSON keeps the previous release's string form: ``ok``,
+    ``unavailable: <reason>`` (this machine cannot run it), ``error: <message>`` (it failed while
+    measuring); :func:`row_status` reads it back, :func:`set_status` writes it."""
+
+    OK = "ok"
+    UNAVAILABLE = "unavailable"
+    ERROR = "error"
+
+
+STATUS_OK = Status.OK.value
 
 ROW_KEYS = (
     "model", "input_size", "width_ratio", "backend", "device", "precision", "batch_size", "mode", "status",
@@ -51,9 +62,26 @@ ROW_KEYS = (
     "threads", "load_avg_before", "load_avg_after", "busy_warning", "context", "runtime", "run_dir")
 
 
-def status_kind(row: Dict[str, Any]) -> str:
-    """``ok``, ``unavailable`` or ``error`` (the word before the colon of ``row["status"]``)."""
-    return str(row.get("status", "")).split(":", 1)[0]
+def status_text(status: Status, reason: Optional[str] = None) -> str:
+    """The JSON form: ``ok``, or ``<status>: <reason>``."""
+    return f"{status.value}: {reason}" if reason else status.value
+
+
+def row_status(row: Dict[str, Any]) -> Tuple[Status, Optional[str]]:
+    """``(Status, reason)`` of a row (reason None for ``ok``). A status word this release does not
+    know (a hand-edited file) counts as an error whose reason is the whole text."""
+    text = str(row.get("status") or "")
+    word, colon, reason = text.partition(":")
+    try:
+        status = Status(word.strip())
+    except ValueError:
+        return Status.ERROR, f"unknown status {text!r}"
+    return status, (reason.strip() or None) if colon else None
+
+
+def set_status(row: Dict[str, Any], status: Status, reason: Optional[str] = None) -> None:
+    """Write ``status`` (and its reason) into ``row`` in the JSON form."""
+    row["status"] = status_text(status, reason)
 
 
 def new_row(info: Dict[str, Any], backend: str, device: str, precision: str, status: str,
@@ -152,13 +180,13 @@ def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
     Unavailable rows of a default sweep are not failures (a backend this machine lacks); an
     explicitly requested unavailable backend is refused before measuring (exit 1).
     """
-    return EXIT_MEASUREMENT_FAILED if any(status_kind(r) == STATUS_ERROR for r in rows) else EXIT_OK
+    return EXIT_MEASUREMENT_FAILED if any(row_status(r)[0] is Status.ERROR for r in rows) else EXIT_OK
 
 
 def summary_line(rows: Sequence[Dict[str, Any]]) -> str:
     """``N row(s) ok, best X img/s; error, unavailable row(s)`` for a progress line."""
     ok = [r for r in rows if r["status"] == STATUS_OK]
-    other = sorted({status_kind(r) for r in rows if r["status"] != STATUS_OK})
+    other = sorted({row_status(r)[0].value for r in rows if r["status"] != STATUS_OK})
     best = max((r["images_per_s"] for r in ok), default=None)
     noisy = sum(1 for r in ok if r.get("noisy"))
     text = f"{len(ok)} row(s) ok" + (f", best {best:.1f} img/s" if best else "")

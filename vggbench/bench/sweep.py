@@ -369,13 +369,6 @@ def resource_fields(row: Dict[str, Any], replies: Sequence[Dict[str, Any]], batc
     return fields
 
 
-def _fail_worker_rows(rows: Sequence[_Row], worker: Worker, message: str, finished: List[Dict[str, Any]]) -> None:
-    for item in rows:
-        if item.worker is worker and R.status_kind(item.row) == R.STATUS_OK:
-            item.row["status"] = f"error: {message}"
-            finished.append(item.row)
-
-
 class _CellContext:
     """What the machine was doing while one cell was timed: load average, CPU time of other
     processes and the hypervisor (steal), clock, throttling; and a warning line when it was busy."""
@@ -423,10 +416,10 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                                      input_size=input_size, warmup=settings.warmup, round_s=policy.round_min_s,
                                      calls=settings.iters, min_calls=policy.round_min_calls)
         except WorkerDied as err:
-            item.row["status"] = f"error: {err} during {where}"
+            R.set_status(item.row, R.Status.ERROR, f"{err} during {where}")
             continue
         if not reply["ok"]:
-            item.row["status"] = f"error: {reply['message']} during {where}"
+            R.set_status(item.row, R.Status.ERROR, f"{reply['message']} during {where}")
             continue
         item.calls = reply["calls_per_round"]
         item.control = stats.Convergence.from_policy(policy)
@@ -440,7 +433,7 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                 if not reply["ok"]:
                     raise WorkerDied(reply["message"])
             except WorkerDied as err:
-                item.row["status"] = f"error: {err} during {where}"
+                R.set_status(item.row, R.Status.ERROR, f"{err} during {where}")
                 active.remove(item)
                 continue
             item.control.add(batch_size * item.calls / reply["wall_s"], round_s=reply["wall_s"], calls=item.calls)
@@ -493,7 +486,8 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
         by_design = {p: unsupported_reason(backend, p) for p in precisions}
         for precision, reason in by_design.items():
             if reason or backend in missing:
-                rows.append(R.new_row(info, backend, device, precision, f"unavailable: {reason or missing[backend]}"))
+                rows.append(R.new_row(info, backend, device, precision,
+                                      R.status_text(R.Status.UNAVAILABLE, reason or missing[backend])))
         runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
         for label, members, env in (worker_groups(backend, runnable) if runnable else []):
             log(f"  {label}: loading {', '.join(members)}")
@@ -517,7 +511,8 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
                                                       **model_size(run_dir, backend, precision, answer["runtime"]))
                 else:
                     text = answer.get("reason") or answer.get("message")
-                    rows.append(R.new_row(info, backend, device, precision, f"{answer['status']}: {text}"))
+                    rows.append(R.new_row(info, backend, device, precision,
+                                          R.status_text(R.Status(answer["status"]), text)))
 
 
 def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
@@ -554,7 +549,7 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
             for item in cell_rows:
                 row = item.row
                 if row["status"] == R.STATUS_OK and row.get("images_per_s") is None:
-                    row["status"] = "error: no round was timed"
+                    R.set_status(row, R.Status.ERROR, "no round was timed")
                 if row["status"] == R.STATUS_OK and row["gflops_per_image"] is not None:
                     row["gflops_per_s"] = row["gflops_per_image"] * row["images_per_s"]
                 rows.append(row)
@@ -605,7 +600,7 @@ def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accurac
                 keep = ("model", "input_size", "width_ratio", "backend", "device", "precision", "run_dir",
                         "gflops_per_image")
                 rows.append(dict({key: mine[0][key] if key in keep else None for key in R.ROW_KEYS},
-                                 status=f"error: accuracy pass failed: {failure}"))
+                                 status=R.status_text(R.Status.ERROR, f"accuracy pass failed: {failure}")))
                 continue
             for row in mine:
                 if row["status"] == R.STATUS_OK:
