@@ -41,6 +41,8 @@ CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+# Fashion-MNIST's split sizes (a full test set is what published accuracies are measured on).
+TRAIN_IMAGES, TEST_IMAGES = 60000, 10000
 # The largest IDX payload read (Fashion-MNIST's training images are 47,040,000 bytes).
 MAX_IDX_DATA_BYTES = 256 << 20
 READ_CHUNK_BYTES = 1 << 20

@@ -387,7 +387,7 @@ def _estimate(plans: List[Dict[str, Any]], settings: Dict[str, Any], data_dir, l
     if not todo:
         return {"low_s": 0.0, "high_s": 0.0, "quiet_low_s": 0.0, "quiet_high_s": 0.0, "per_run": {}}
     train_x, train_y = data.load_split(data_dir, True, settings["train_limit"], settings["seed"])
-    test_count = min(settings["test_limit"] or 10000, 10000)
+    test_count = min(settings["test_limit"] or data.TEST_IMAGES, data.TEST_IMAGES)
     images = int(round(len(train_y) * (1 - settings["holdout"])))
     eval_count = len(train_y) - images + test_count
     sample = (train_x[:256], train_y[:256])

@@ -283,8 +283,10 @@ def test_cli_explicit_unavailable_backend_is_one_line_error(bench_run_dir, capsy
 def test_an_mxnet_that_cannot_import_skips_the_accuracy_pass_not_the_sweep(bench_run_dir, monkeypatch):
     """The parent prepares the accuracy images with MXNet's resize; a GPU mxnet that cannot load its
     CUDA libraries here must not cost the ONNX Runtime rows (issue 9)."""
+    from vggbench.platform.mxnet import MXNetUnavailable
+
     def no_mxnet(*args, **kwargs):
-        raise VggbenchError("cannot import mxnet (OSError: libcudnn.so.8: cannot open shared object file)")
+        raise MXNetUnavailable("cannot import mxnet (OSError: libcudnn.so.8: cannot open shared object file)")
 
     monkeypatch.setattr(sweep, "prepare_accuracy_data", no_mxnet)
     results = sweep.sweep([str(bench_run_dir)], backends=["ort-cpu"], precisions=["fp32"],

@@ -22,6 +22,10 @@ PARAMS_FILE = "model-0000.params"
 MXNET_FILES = (SYMBOL_FILE, PARAMS_FILE)
 # The exported graph's input (MXNet symbol and ONNX model alike).
 INPUT_NAME = "data"
+# The ONNX opset and IR version every ONNX model vggbench writes declares (run dir files, the probe's
+# tiny model, the GEMM peak models): loadable by ONNX Runtime 1.16 and later (export/onnx.py says why).
+ONNX_OPSET = 15
+ONNX_IR_VERSION = 8
 # Training history (one row per epoch) and its curves, written by train-export.
 HISTORY_FILE = "history.json"
 CURVES_FILE = "training.png"

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from tabulate import tabulate
 
 from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK, Status, row_status
+from vggbench.data import TEST_IMAGES
 from vggbench.errors import VggbenchError
 
 Column = Tuple[str, Any]
@@ -676,7 +677,7 @@ def exercises_markdown(published: Dict[str, Any]) -> str:
              f"-image training subset, {100 * train.get('holdout', 0):g}% of it held out, until its held-out accuracy "
              f"had not improved by more than {100 * train.get('min_delta', 0):g} points for {train.get('patience')} "
              f"epochs (at most {train.get('max_epochs')} epochs); test accuracy on "
-             f"{bench.get('accuracy_limit') or 10000} test images after the last epoch. Training took "
+             f"{bench.get('accuracy_limit') or TEST_IMAGES} test images after the last epoch. Training took "
              f"{published.get('training_wall_s', 0) / 60:.0f} min of wall time here. Images/s at {cell} "
              f"(median ±95% CI, ~ = did not reach ±2%). {bench.get('timing_policy', '')}.", ""]
     for exercise in published["exercises"]:

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from vggbench.artifacts.io import write_json_atomic
+from vggbench.data import TEST_IMAGES
 from vggbench.errors import EXIT_MEASUREMENT_FAILED, EXIT_OK, VggbenchError
 from vggbench.runtimes.backends import BASELINE_BACKEND, MXNET_REFERENCE_BACKENDS
 
@@ -127,7 +128,7 @@ def add_accuracy_deltas(rows: List[Dict[str, Any]], run_infos: Dict[str, Dict[st
                 reference, label = found[0], f"{backend} fp32, same images"
                 break
         if reference is None and full_test_set and info.get("manifest_test_accuracy") is not None \
-                and (info.get("manifest_test_images") or 0) >= 10000:
+                and (info.get("manifest_test_images") or 0) >= TEST_IMAGES:
             reference, label = info["manifest_test_accuracy"], "manifest test_accuracy (MXNet, full test set)"
         for row in own:
             if reference is not None and row["top1_accuracy"] is not None:
@@ -139,9 +140,9 @@ def _cell_key(row: Dict[str, Any]) -> tuple:
     return (row.get("run_dir"), row["model"], row["input_size"], row["width_ratio"], row["batch_size"], row["mode"])
 
 
-def add_speedups(rows: List[Dict[str, Any]], baseline: str = BASELINE_BACKEND, seed: int = 0) -> None:
-    """``speedup_vs_mxnet_hybrid`` with its 95% CI, over the baseline fp32 row of the same run dir,
-    batch size and mode.
+def add_speedups(rows: List[Dict[str, Any]], seed: int = 0) -> None:
+    """``speedup_vs_mxnet_hybrid`` with its 95% CI, over the :data:`~vggbench.runtimes.backends.BASELINE_BACKEND`
+    (``mxnet-hybrid``, which the field is named after) fp32 row of the same run dir, batch size and mode.
 
     When both rows carry interleaved rounds (round i of each timed in the same cycle, A B A B ...),
     the speedup is the median of the per-round ratios and its CI a bootstrap over those pairs
@@ -151,13 +152,12 @@ def add_speedups(rows: List[Dict[str, Any]], baseline: str = BASELINE_BACKEND, s
 
     Parameters:
         rows: rows to fill in place.
-        baseline: the backend every speedup is relative to.
         seed: seed of the bootstrap resampling.
     """
     from vggbench.bench import stats
 
     base = {_cell_key(r): r for r in rows
-            if r["backend"] == baseline and r["precision"] == "fp32" and r["status"] == STATUS_OK}
+            if r["backend"] == BASELINE_BACKEND and r["precision"] == "fp32" and r["status"] == STATUS_OK}
     for row in rows:
         reference = base.get(_cell_key(row))
         if row["status"] != STATUS_OK or not reference or not reference.get("images_per_s"):

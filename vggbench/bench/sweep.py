@@ -49,7 +49,7 @@ from vggbench.bench.worker import DEFAULT_TIMEOUT_S, Worker, WorkerDied
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.messages import say
 from vggbench.platform import cpu, load
-from vggbench.platform.mxnet import resolve_threads
+from vggbench.platform.mxnet import MXNetUnavailable, resolve_threads
 from vggbench.runtimes import backend_device, check_backend_name
 from vggbench.runtimes.backends import BACKENDS, PRECISIONS, unsupported_reason
 from vggbench.runtimes.ort_session import OrtOptions
@@ -777,9 +777,7 @@ def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = 
                 log(f"preparing {accuracy_limit or 'all'} test images at {size}x{size} for the accuracy pass")
                 try:
                     accuracy_sets[size] = prepare_accuracy_data(size, accuracy_limit, work_dir, data_dir)
-                except VggbenchError as err:  # e.g. a GPU mxnet that cannot import here: time without it
-                    if "mxnet" not in str(err):
-                        raise
+                except MXNetUnavailable as err:  # e.g. a GPU mxnet that cannot import here: time without it
                     settings["accuracy_skipped"] = f"the accuracy images could not be prepared: {err}"
                     log(f"WARNING: accuracy pass skipped: {err}")
             log(f"[{index}/{len(infos)}] {run_dir}")

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vggbench.artifacts.layout import ONNX_IR_VERSION, ONNX_OPSET
 from vggbench.errors import VggbenchError
 
 DEFAULT_WARMUP = 2
@@ -213,8 +214,8 @@ def matmul_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
         [node], "peak_gemm", [helper.make_tensor_value_info("X", in_type, [size, size])],
         [helper.make_tensor_value_info("Y", out_type, [size, size])],
         initializer=[numpy_helper.from_array(weight, "W")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
-    model.ir_version = 8
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    model.ir_version = ONNX_IR_VERSION
     onnx.checker.check_model(model)
     return model
 

@@ -10,6 +10,7 @@ NAME = "exercises"
 
 
 def add(sub) -> None:
+    from vggbench.data import TEST_IMAGES
     from vggbench.workflows import EXERCISE_DEFAULTS, EXERCISES
 
     p = add_command(sub, NAME, run)
@@ -27,7 +28,7 @@ def add(sub) -> None:
     p.add_argument("--train-limit", type=positive_int, metavar="N",
                    help=f"train every model on the same fixed random N images "
                         f"(default {EXERCISE_DEFAULTS['train_limit']})")
-    p.add_argument("--test-limit", type=positive_int, metavar="N", help="test images (default all 10000)")
+    p.add_argument("--test-limit", type=positive_int, metavar="N", help=f"test images (default all {TEST_IMAGES})")
     p.add_argument("--only", nargs="+", choices=tuple(name for name, _, _ in EXERCISES), help="run only these exercises")
     p.add_argument("--models", nargs="+", metavar="MODEL", help="train only these models of the chosen exercises")
     p.add_argument("--estimate", action="store_true", help="say the plan and the time estimate, train nothing")

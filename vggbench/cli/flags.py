@@ -93,6 +93,7 @@ def bench_flags(p, backends_help: str) -> None:
     from vggbench.bench.stats import CPU_ROUNDS, GPU_ROUNDS
     from vggbench.bench.sweep import DEFAULT_BATCH_SIZES, DEFAULT_MODES, DEFAULT_WARMUP
     from vggbench.bench.worker import DEFAULT_TIMEOUT_S
+    from vggbench.data import TEST_IMAGES
     from vggbench.runtimes.backends import BACKENDS, PRECISIONS
 
     p.add_argument("--backends", nargs="+", choices=list(BACKENDS), metavar="BACKEND",
@@ -120,7 +121,7 @@ def bench_flags(p, backends_help: str) -> None:
                    help=f"round length (default {CPU_ROUNDS.round_min_s:g} CPU, {GPU_ROUNDS.round_min_s:g} GPU)")
     threads_flag(p)
     p.add_argument("--accuracy-limit", type=nonnegative_int, metavar="N",
-                   help="accuracy on a fixed random N test images (default all 10000; 0 skips the pass)")
+                   help=f"accuracy on a fixed random N test images (default all {TEST_IMAGES}; 0 skips the pass)")
     data_dir_flag(p)
     p.add_argument("--peak-sizes", type=positive_int, nargs="+", metavar="N",
                    help="sides of the square GEMMs whose best is the attainable peak (default 1024 2048 3072 on "

@@ -9,6 +9,7 @@ NAME = "optimize"
 
 
 def add(sub) -> None:
+    from vggbench.data import TEST_IMAGES
     from vggbench.export.variants import (
         CALIBRATION_METHODS,
         DEFAULT_CALIB_IMAGES,
@@ -30,7 +31,7 @@ def add(sub) -> None:
                    metavar="POINTS", help="flag a variant whose test accuracy is this many percentage points below "
                                           f"fp32 (default {DEFAULT_MAX_ACCURACY_DROP_POINTS:g})")
     p.add_argument("--accuracy-limit", type=positive_int, metavar="N",
-                   help="measure accuracy on a fixed random N test images (default: all 10,000)")
+                   help=f"measure accuracy on a fixed random N test images (default: all {TEST_IMAGES:,})")
     p.add_argument("--seed", type=seed_type, default=0, help="seed of the calibration and test subsets (default 0)")
     data_dir_flag(p)
     threads_flag(p)

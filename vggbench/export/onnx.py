@@ -19,7 +19,14 @@ import numpy as np
 
 from vggbench import data, models
 from vggbench.artifacts.io import atomic_path
-from vggbench.artifacts.layout import INPUT_NAME, ONNX_VARIANT_FILES, PARAMS_FILE, SYMBOL_FILE  # noqa: F401 (re-exported)
+from vggbench.artifacts.layout import (  # noqa: F401 (re-exported)
+    INPUT_NAME,
+    ONNX_IR_VERSION,
+    ONNX_OPSET,
+    ONNX_VARIANT_FILES,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+)
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.metrics import compare_logits, predict_in_batches
 from vggbench.platform.mxnet import import_mxnet
@@ -90,8 +97,8 @@ def check_onnx(model) -> None:
 # MXNet's opset-12/13 translators. Opset 15 is the lowest whose op semantics match every node of
 # every variant (QDQ per-channel needs >= 13; BatchNormalization 15 is 9's inference semantics);
 # IR 8 is the version that goes with it (onnx 1.10).
-PORTABLE_OPSET = 15
-PORTABLE_IR_VERSION = 8
+PORTABLE_OPSET = ONNX_OPSET
+PORTABLE_IR_VERSION = ONNX_IR_VERSION
 BATCH_DIM = "batch"
 _DEFAULT_DOMAIN = ("", "ai.onnx")
 

@@ -172,8 +172,13 @@ def _before_import() -> None:
         # no driver first: libmxnet.so links libcuda.so.1, so no CUDA 11 library could help then
         reason = driver.mxnet_gpu_build_without_driver(gpu_builds[0], driver.driver_facts())
         if reason:
-            raise VggbenchError(f"cannot import mxnet: {reason}")
+            raise MXNetUnavailable(f"cannot import mxnet: {reason}")
         libraries.preload_cuda11_for_mxnet()  # mxnet-cu117 bundles none of the CUDA 11 / cuDNN 8 libraries it links
+
+
+class MXNetUnavailable(VggbenchError):
+    """mxnet cannot be imported here (not installed, a GPU build without its libraries): the one
+    type callers catch to carry on without MXNet."""
 
 
 def _import_error(err: BaseException) -> VggbenchError:
@@ -188,7 +193,7 @@ def _import_error(err: BaseException) -> VggbenchError:
 
         fix = (f"numpy {numpy.__version__} may not suit mxnet 1.9.1 (it needs numpy<2): "
                f'reinstall with pip install -e ".[cpu]"')
-    return VggbenchError(f"cannot import mxnet ({detail[:300]}); {fix}")
+    return MXNetUnavailable(f"cannot import mxnet ({detail[:300]}); {fix}")
 
 
 def import_mxnet(threads: Optional[int] = None):
@@ -215,7 +220,7 @@ def import_mxnet(threads: Optional[int] = None):
             raise _import_error(err) from None
         _state.update(threads=count, threads_source=source)
     elif _state["threads"] is None:  # imported before vggbench asked: record what it runs with
-        _state.update(zip(("threads", "threads_source"), mxnet_default_threads()))
+        _state.update(zip(("threads", "threads_source"), threads_from_environment()))
     if threads is not None and int(threads) != _state["threads"]:
         warnings.warn(f"mxnet already runs with {_state['threads']} threads ({_state['threads_source']}); "
                       f"{threads} can only take effect in a new process", RuntimeWarning, stacklevel=2)
@@ -230,7 +235,7 @@ def import_mxnet(threads: Optional[int] = None):
     return sys.modules["mxnet"]
 
 
-def mxnet_default_threads() -> Tuple[int, str]:
+def threads_from_environment() -> Tuple[int, str]:
     """The OpenMP thread count MXNet uses when it is imported with the current environment, and
     why (src/engine/openmp.cc): ``MXNET_OMP_MAX_THREADS``, else ``OMP_NUM_THREADS``, else *half*
     the processors on x86 (it assumes hyper-threading: 1 thread on a 2-vCPU VM without it)."""

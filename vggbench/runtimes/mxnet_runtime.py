@@ -23,13 +23,13 @@ from vggbench.runtimes.backends import unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
 
-def mxnet_default_threads() -> int:
+def threads_in_use() -> int:
     """The OpenMP thread count MXNet uses in this process: what :func:`vggbench.platform.mxnet.import_mxnet`
     set (its :func:`~vggbench.platform.mxnet.mxnet_threads`), else MXNet's own rule for the environment
-    (:func:`vggbench.platform.mxnet.mxnet_default_threads`)."""
+    (:func:`vggbench.platform.mxnet.threads_from_environment`)."""
     from vggbench.platform import mxnet as mxnet_platform
 
-    return mxnet_platform.mxnet_threads() or mxnet_platform.mxnet_default_threads()[0]
+    return mxnet_platform.mxnet_threads() or mxnet_platform.threads_from_environment()[0]
 
 
 def parse_device(device: str) -> Device:
@@ -106,20 +106,22 @@ class MXNetRuntime(Runtime):
         precision: ``fp32``, or ``bf16`` (hybrid, CPU): the exported graph converted by MXNet's AMP
             (``amp.convert_hybrid_block``: bfloat16 weights and math where AMP converts, float32
             in/out).
-        device: ``cpu``, ``gpu`` or ``gpu:N``.
+        device: ``cpu``, ``gpu`` or ``gpu:N``; with ``hybrid`` it names the backend this runner is
+            (``mxnet``, ``mxnet-hybrid``, ``mxnet-gpu``, ``mxnet-hybrid-gpu``).
         threads: recorded only: MXNet's thread count is fixed when mxnet is imported.
     """
 
     def __init__(self, run_dir, hybrid: bool = True, precision: str = "fp32", device: str = "cpu",
                  threads: Optional[int] = None):
-        self.backend = "mxnet-hybrid" if hybrid else "mxnet"
+        self._hybrid = hybrid
+        self.backend = ("mxnet-hybrid" if hybrid else "mxnet") + ("-gpu" if parse_device(device).is_gpu else "")
         reason = unavailable_reason(precision, device, self.backend)
         if reason:
             raise BackendUnavailable(reason)
         mx = import_mxnet()
 
         self.precision, self.device = precision, device
-        self.threads = threads or mxnet_default_threads()
+        self.threads = threads or threads_in_use()
         target = parse_device(device)
         self._ctx = mx.gpu(target.index) if target.is_gpu else mx.cpu()
         manifest = read_manifest(run_dir)
@@ -165,8 +167,7 @@ class MXNetRuntime(Runtime):
 
         info = super().info()
         info.update({"threads": self.threads, "mxnet": mx.__version__,
-                     "hybridized": self.backend == "mxnet-hybrid",
-                     "static_alloc": self.backend == "mxnet-hybrid"})
+                     "hybridized": self._hybrid, "static_alloc": self._hybrid})
         if self._bf16_params is not None:
             info.update(amp_target_dtype="bfloat16", bf16_params=self._bf16_params)
         arrays = [param.data() for param in self._net.collect_params().values()]

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vggbench.artifacts.layout import ONNX_IR_VERSION, ONNX_OPSET
 from vggbench.errors import strip_ansi, summarize_error
 from vggbench.platform.driver import (
     driver_facts,
@@ -38,7 +39,7 @@ from vggbench.runtimes.providers import preload_ort_cuda
 TINY_INPUT_SHAPE = (2, 1, 8, 8)  # N, C, H, W
 TINY_CHANNELS = 4
 TINY_CLASSES = 10
-TINY_OPSET, TINY_IR_VERSION = 15, 8  # loadable by ONNX Runtime 1.16 and later
+TINY_OPSET, TINY_IR_VERSION = ONNX_OPSET, ONNX_IR_VERSION
 
 
 def tiny_weights(seed: int = 0) -> Dict[str, np.ndarray]:
