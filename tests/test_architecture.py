@@ -129,3 +129,44 @@ def test_run_dir_file_names_live_in_artifacts_only():
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if literal.search(line) and not line.lstrip().startswith("#")]
     assert offenders == []
+
+
+# Command modules whose output *is* their report: they write to a stream their caller passes (the CLI
+# passes sys.stdout) and may fall back to it as ``out or sys.stdout`` for library callers.
+STREAM_DEFAULT_MODULES = ("vggbench/doctor.py", "vggbench/bench/pytest_bench.py",
+                          "vggbench/train/distributed/launch.py")
+
+
+def _stdout_writes(path: Path, source: str):
+    """Where a module outside ``cli/`` writes to stdout on its own: a ``print()`` without ``file=``, a
+    ``file=sys.stdout``, or ``sys.stdout`` anywhere except as ``<stream> or sys.stdout`` in
+    :data:`STREAM_DEFAULT_MODULES`. The worker protocol writes to a duplicate of fd 1
+    (``os.fdopen(os.dup(1))``) after pointing fd 1 at stderr, so it is not stdout printing."""
+    tree = ast.parse(source)
+    allowed = set()
+    if str(path.relative_to(PACKAGE.parent)) in STREAM_DEFAULT_MODULES:
+        allowed = {id(node.values[-1]) for node in ast.walk(tree)
+                   if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+            if not any(keyword.arg == "file" for keyword in node.keywords):
+                found.append(node.lineno)
+        elif (isinstance(node, ast.Attribute) and node.attr == "stdout" and isinstance(node.value, ast.Name)
+              and node.value.id == "sys" and id(node) not in allowed):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+def test_only_the_cli_prints_to_stdout():
+    offenders = [f"{path.relative_to(PACKAGE)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+                 if "cli" not in path.relative_to(PACKAGE).parts
+                 for line in _stdout_writes(path, path.read_text())]
+    assert offenders == [], "use vggbench.messages (say/logger) or take an out stream from the CLI"
+
+
+def test_the_stdout_rule_catches_prints_and_stdout_writes():
+    path = PACKAGE / "bench" / "sweep.py"
+    assert _stdout_writes(path, "print('x')\nprint('y', file=log)\nimport sys\nsys.stdout.write('z')\n") == [1, 4]
+    assert _stdout_writes(path, "import sys\nprint('x', file=sys.stdout)\nout = out or sys.stdout\n") == [2, 3]
+    assert _stdout_writes(PACKAGE / "doctor.py", "import sys\nout = out or sys.stdout\n") == []

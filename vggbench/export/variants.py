@@ -41,7 +41,7 @@ from vggbench.artifacts.layout import ONNX_VARIANT_FILES
 from vggbench.artifacts.reader import refuse_external_data
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.export.onnx import make_portable_file
-from vggbench.messages import say
+from vggbench.messages import logger, say
 from vggbench.metrics import accuracy_from_logits, compare_logits, predict_in_batches
 from vggbench.platform.environment import utc_now
 from vggbench.platform.mxnet import import_mxnet, resolve_threads
@@ -413,9 +413,9 @@ def _write_variants(run_dir: Path, wanted: List[str], calib_images: int, data_di
         artifacts.write_manifest(run_dir, manifest)
         log(_summary_line(precision, entry))
         if entry["flagged"]:
-            print(f"warning: {precision} variant {final.name} loses {entry['accuracy_drop_points']:.2f} points of "
-                  f"test accuracy (> {max_accuracy_drop_points:g}); it is flagged in the manifest and tables",
-                  file=sys.stderr)
+            logger().warning(f"warning: {precision} variant {final.name} loses {entry['accuracy_drop_points']:.2f} "
+                             f"points of test accuracy (> {max_accuracy_drop_points:g}); it is flagged in the "
+                             f"manifest and tables")
     return artifacts.read_manifest(run_dir)["variants"]
 
 
