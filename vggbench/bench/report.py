@@ -553,12 +553,7 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
         ax.set_title(f"input {size}x{size}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"Throughput vs batch size ({mode})")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _png(fig, f"Throughput vs batch size ({mode})")
 
 
 def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
@@ -598,7 +593,14 @@ def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> byte
         ax.set_title(f"batch {batch}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="x-small")
-    fig.suptitle(f"Throughput vs memory ({mode})")
+    return _png(fig, f"Throughput vs memory ({mode})")
+
+
+def _png(fig, title: str) -> bytes:
+    """The figure under ``title`` as PNG bytes (100 dpi); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
