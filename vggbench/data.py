@@ -46,13 +46,9 @@ TRAIN_IMAGES, TEST_IMAGES = 60000, 10000
 # The largest IDX payload read (Fashion-MNIST's training images are 47,040,000 bytes).
 MAX_IDX_DATA_BYTES = 256 << 20
 READ_CHUNK_BYTES = 1 << 20
-# How data_loader prepares training batches (its docstring says what each mode does).
-# benchmarks/measure_overlap.py times them against each other. On this project's 2-vCPU EPYC
-# (vgg11_bn width 1/8, batch 64, 2 threads, 9 rotating cycles on a quiet machine, 2026-11-29),
-# paired ratios to "sync" with 95% intervals: 96px engine 0.988 [0.981, 1.002], thread 0.981
-# [0.976, 0.997]; 224px engine 1.002 [0.978, 1.015], thread 0.979 [0.921, 1.009]. The resize is
-# 2.4% of a step at 96 and 3.5% at 224, and MXNet runs it on the same single CPU engine worker as
-# the step, so there is nothing to overlap it with but host time. Prefetching does not pay here:
+# How data_loader prepares training batches (its docstring says what each mode does);
+# benchmarks/measure_overlap.py times them against each other (results: docs/usage.md). MXNet runs
+# the resize on the same CPU engine worker as the step, so a prefetch thread has little to overlap:
 # "engine" is the default (no host round trip, no thread, the next batch's host work hidden behind
 # the backward pass); "thread" is opt-in, for a machine where the script measures it faster.
 PREFETCH_MODES = ("sync", "engine", "thread")

@@ -155,7 +155,7 @@ def check_model_name(name: str) -> None:
         raise VggbenchError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
 
 
-# --- range checks (issue 11): every layer keeps >= 1 channel, every pooling fits ------------------
+# --- range checks: every layer keeps >= 1 channel, every pooling fits -----------------------------
 # Smallest conv channel count of each baseline (as written in lenet()/alexnet(); tests check that
 # these equal the built nets') and the smallest square input each model accepts (VGG: five 2x2
 # pools, 32 -> 1; LeNet: 5x5 conv + two pools; AlexNet: 11x11/4 conv + three 3x3/2 pools).

@@ -88,12 +88,8 @@ full-width batch-64 row (>= 1 s per call here) is then one call per round rather
 longer rounds. Ten rounds (:data:`DEFAULT_MIN_ROUNDS`) take about 1 s for a fast row on a quiet
 machine -- twice the old single 0.5 s loop. With ~3% noise per round, the median's interval
 reaches +-2% after ~10-20 rounds; the 2 s budget bounds a noisy row and marks it ``noisy``.
-Measured on this project's 2-vCPU VM (2026-11-29): the main job's default ``compare`` took 116 s
-with a 4 s budget, 73 s with 2 s and 58 s with 1.5 s, against 32 s for the previous release's single
-loop per row. Five back-to-back full-width VGG-11 runs (ort-cpu vs mxnet-hybrid, batch 16) gave
-ratios within 1.2% of their median with 2 s, each run's interval holding the other runs' ratios in
-19 of 20 cases, but only 10 of 20 with 1.5 s (within 2.6%): 2 s is the default, ``--max-seconds``
-trades either way.
+2 s is where repeat runs agreed within their intervals at an affordable sweep time (the measured
+trade-off is in docs/methodology.md); ``--max-seconds`` trades either way.
 """
 
 GPU_ROUNDS = RoundPolicy(device="gpu", round_min_s=0.1, round_min_calls=10, max_seconds=3.0)

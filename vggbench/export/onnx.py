@@ -3,8 +3,8 @@ check parity.
 
 The raw ``mx.onnx.export_model`` output lists every weight both as an initializer and as a graph
 input. ONNX Runtime must then treat the weights as overridable inputs and cannot fold constants
-(measured here: ~1.25x slower on CPU for VGG-11 at 96), so :func:`remove_initializer_inputs`
-drops them. Every file is written to a temporary name and renamed when complete.
+(slower on CPU: docs/methodology.md), so :func:`remove_initializer_inputs` drops them. Every
+file is written to a temporary name and renamed when complete.
 """
 
 from __future__ import annotations

@@ -56,16 +56,14 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_CALIB_METHOD = "minmax"
 CALIB_BATCH_SIZE = 32
 EVAL_BATCH_SIZE = 64
-# Measured on this project's AMD EPYC (Zen 3: AVX2, no VNNI) with VGG-11 at 96: uint8 activations
-# with int8 weights (U8S8) is the fast MLAS path (uint8 weights ran no faster than fp32; int8
-# activations run as U8S8 anyway; QOperator format and per-tensor weights were no faster).
+# uint8 activations with int8 weights (U8S8, QDQ, per channel): MLAS's fast path; the alternatives
+# measured no faster (docs/methodology.md).
 INT8_ACTIVATION_TYPE = "QUInt8"
 INT8_WEIGHT_TYPE = "QInt8"
 # Without VNNI, MLAS multiplies u8 x s8 with vpmaddubsw, whose int16 pair sums saturate when both
-# operands are large. With 8-bit per-channel weights that cost a trained VGG-11 (width 1/8) 0.70
-# points of test accuracy (97.6% top-1 agreement with fp32); 7-bit weights (reduce_range) fix it
-# (-0.02 points, 99.6% agreement) at no measurable speed cost. VNNI CPUs do not need it, but a
-# model file may be run anywhere, so it is on by default.
+# operands are large, which costs accuracy with 8-bit weights; 7-bit weights (reduce_range) avoid it
+# at no measurable speed cost (docs/methodology.md). VNNI CPUs do not need it, but a model file may
+# be run anywhere, so it is on by default.
 INT8_REDUCE_RANGE = True
 
 

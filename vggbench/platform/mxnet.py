@@ -5,7 +5,8 @@ the package and fails on any other ``import mxnet``). Before the first import th
 
 - sets MXNet's CPU thread count (:func:`resolve_threads`: ``threads``, else ``$OMP_NUM_THREADS``,
   else the physical cores) in ``OMP_NUM_THREADS``, because MXNet reads it once, at import; left
-  alone, MXNet takes *half* the processors on x86 (1 of 2 vCPUs here, 1.76x slower training).
+  alone, MXNet takes *half* the processors on x86 (one thread on a 2-vCPU machine; the measured
+  cost is in docs/methodology.md).
   ``MXNET_OMP_MAX_THREADS``, which MXNet would let override it, is removed so the recorded count is
   the real one. ``MXNET_CPU_WORKER_NTHREADS`` (engine workers, default 1) is left alone: each
   operator already runs on all OpenMP threads, and more workers would oversubscribe the cores;

@@ -144,17 +144,17 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
     import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
     name = name or artifacts.default_run_name(model, recipe.input_size, recipe.width_ratio) + (
         f"-{recipe.preset}" if recipe.preset != recipe_for_model(model) else "")
-    run_dir = artifacts.run_dir_for(out, name)  # issue 11: plain --name, usable --out, nothing created
+    run_dir = artifacts.run_dir_for(out, name)  # plain --name, usable --out, nothing created yet
     run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
     run_info["recipe_source"] = {"name": named.name, "summary": named.summary, "source": named.source}
     kvstore = distributed.check_kvstore(kvstore)
     if distributed.is_distributed(kvstore) and (recipe.until_plateau or recipe.holdout or recipe.warmup_epochs):
         raise VggbenchError(f"--kvstore {kvstore}: --until-plateau, --holdout and warm-up recipes run on one machine "
                             f"only; drop them, or train with --kvstore device")
-    if distributed.is_distributed(kvstore):  # issue 12: this process is one worker of a job
+    if distributed.is_distributed(kvstore):  # this process is one worker of a job
         return _train_export_distributed(recipe, kvstore, ctx, run_dir, resume, force, data_dir, test_limit,
                                          parity_images, run_info, dist_timeout_s, progress, log)
-    # issue 11: one writer per run dir, held until the manifest is written; leftovers of a killed run go
+    # one writer per run dir, held until the manifest is written; leftovers of a killed run go
     with artifacts.run_dir_lock(run_dir, "train-export") as lock:
         checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
         final_dir, run_dir = run_dir, _force_target(run_dir, force)  # --force builds beside the old run
@@ -371,7 +371,7 @@ def _export_run(run_dir: Path, net, recipe: Recipe, history: List[Dict[str, Any]
     return run_dir
 
 
-# --- one worker of a multi-machine job: --kvstore dist_* (issue 12) --------------------------------
+# --- one worker of a multi-machine job: --kvstore dist_* --------------------------------------------
 
 def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: Path, resume: bool, force: bool,
                               data_dir: Optional[str], test_limit: Optional[int], parity_images: int,

@@ -59,9 +59,8 @@ class DistributedTrainer:
         """Initialise the KVStore with rank 0's weights and copy them to every worker, before the
         first gradient is computed. Gluon would do this inside the first ``step``, after each
         worker computed its gradient on its *own* weights (wrong after rank 0 alone resumed), and
-        with ``update_on_kvstore=False`` the weight pull can race the first gradient push (seen
-        here: after Gluon's own first step the workers held different weights in 2 of 4 loopback
-        runs)."""
+        with ``update_on_kvstore=False`` the weight pull can race the first gradient push (observed:
+        docs/distributed.md)."""
         trainer = self.trainer
         if not hasattr(trainer, "_init_kvstore") or not hasattr(trainer, "_init_params"):
             raise VggbenchError("this mxnet's gluon.Trainer lacks _init_kvstore/_init_params (MXNet 1.x has them); "
