@@ -7,6 +7,7 @@ imports mxnet)::
     run_dir = vggbench.train_export("vgg11_bn", width_ratio=8, epochs=2, train_limit=40000)
     vggbench.optimize(run_dir)                                  # opt / int8 / fp16 variants
     results = vggbench.sweep([run_dir], backends=["mxnet-hybrid", "ort-cpu"])
+    # the same as a typed job: vggbench.run_sweep(vggbench.SweepJob((run_dir,), ("mxnet-hybrid", "ort-cpu")))
     runtime = vggbench.load_runtime("ort-cpu", run_dir, precision="int8")
 """
 
@@ -23,6 +24,10 @@ _API = {
     "Recipe": ("vggbench.train.recipe", "Recipe"),
     "optimize": ("vggbench.export.variants", "optimize_run_dir"),
     "sweep": ("vggbench.bench.sweep", "sweep"),
+    "SweepJob": ("vggbench.bench.sweep", "SweepJob"),
+    "run_sweep": ("vggbench.bench.sweep", "run_sweep"),
+    "RoundSettings": ("vggbench.bench.stats", "RoundSettings"),
+    "OrtOptions": ("vggbench.runtimes.ort_session", "OrtOptions"),
     "compare": ("vggbench.workflows", "compare"),
     "load_runtime": ("vggbench.runtimes", "load_runtime"),
 }
