@@ -231,5 +231,6 @@ def test_compare_shows_training_speed_from_the_runs_history(trained_run_dir, dat
     assert training["train_gflops_per_s"] == pytest.approx(3 * info["gflops_per_image"] * history[-1]["images_per_s"])
     assert training["devices"] == "cpu(0)" and training["batch_size"] == 64
     text = report.render_results(results)
-    assert "Training (from each run's history):" in text and "train images/s" in text
+    assert "Training (from each run's history):" in text and "| images/s" in text and "peak RSS MiB" in text
+    assert training["peak_rss_bytes"] > 0 and 0 < training["pct_of_peak"] <= 100
     assert "## Training" in report.markdown_report(results)

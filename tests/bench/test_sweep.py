@@ -163,9 +163,11 @@ def test_worker_crash_oom_and_timeout_become_error_rows(bench_run_dir, tmp_path,
     monkeypatch.delenv("CRASH_ORT")
     monkeypatch.setenv("HANG", "1")
     started = time.perf_counter()
-    hung = sweep.sweep([str(bench_run_dir)], backends=["mxnet-hybrid"], command=worker, timeout_s=3, **quick)
-    assert time.perf_counter() - started < 30
-    assert [r["status"] for r in hung["rows"]] == ["error: worker timed out after 3 s and was killed "
+    # 10 s: loading (library import, model, the first two calls) fits on a loaded 2-vCPU machine
+    hung = sweep.sweep([str(bench_run_dir)], backends=["mxnet-hybrid"], precisions=["fp32"], command=worker,
+                       timeout_s=10, **quick)
+    assert time.perf_counter() - started < 60
+    assert [r["status"] for r in hung["rows"]] == ["error: worker timed out after 10 s and was killed "
                                                    "(raise --timeout?) during batch 2 e2e"]
 
 
@@ -262,7 +264,7 @@ def test_cli_bench_prints_table_and_method_and_writes_json(bench_run_dir, data_d
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "| ort-cpu" in printed.out and "compute-only (input pre-staged on device)" in printed.out
-    assert "exactly 2 round(s) per row" in printed.out and "peak ort-cpu" in printed.out
+    assert "exactly 2 round(s) per row" in printed.out and "ceiling cpu fp32: " in printed.out
     results = json.loads(out.read_text())
     assert results["schema"] == R.SCHEMA and results["settings"]["threads"] == 1
     [row] = results["rows"]

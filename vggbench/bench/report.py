@@ -410,16 +410,23 @@ def results_notes(results: Dict) -> List[str]:
     return notes
 
 
-def training_table(training: Sequence[Dict], tablefmt: str = "github") -> str:
-    """Training speed per run (from its history): images/s, GFLOP/s (3x forward) and % of peak."""
-    return format_table(training, [
+def training_table(training: Sequence[Dict], tablefmt: str = "github", columns: str = "all") -> str:
+    """Training speed per run (from its history): images/s, GFLOP/s (3x forward), % of peak and the
+    resident peak; ``columns="default"`` fits :data:`TERMINAL_WIDTH` (GPU memory only when measured)."""
+    table: List[Column] = [
         ("model", "model"), ("size", "input_size"), ("width ÷", lambda r: f"{r['width_ratio']:g}"),
         ("batch", "batch_size"), ("epoch", "epoch"), ("devices", "devices"), ("threads", "threads"),
         ("train images/s", lambda r: _fmt(r.get("train_images_per_s"), ".1f")),
         ("train GFLOP/s", lambda r: _fmt(r.get("train_gflops_per_s"), ".1f")),
         ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
         ("peak RSS MiB", lambda r: _mib(r.get("peak_rss_bytes"))),
-        ("GPU MiB*", lambda r: _mib(r.get("gpu_memory_used_bytes")))], tablefmt=tablefmt)
+        ("GPU MiB*", lambda r: _mib(r.get("gpu_memory_used_bytes")))]
+    if columns == "default":
+        short = {"train images/s": "images/s", "train GFLOP/s": "GFLOP/s"}
+        table = [(short.get(header, header), getter) for header, getter in table
+                 if header != "GPU MiB*" or any(r.get("gpu_memory_used_bytes") is not None for r in training)]
+        tablefmt = "compact-github" if tablefmt == "github" else tablefmt
+    return format_table(training, table, tablefmt=tablefmt)
 
 
 TRAINING_NOTE = ("training: the last epoch of each run's history.json (images / epoch time, data loading "
@@ -447,7 +454,8 @@ def render_results(results: Dict, pivot: bool = False, columns: str = "default")
     if footnotes.lines():
         parts += footnotes.lines() + [""]
     if results.get("training"):
-        parts += ["Training (from each run's history):", training_table(results["training"]), TRAINING_NOTE, ""]
+        parts += ["Training (from each run's history):", training_table(results["training"], columns=columns),
+                  TRAINING_NOTE, ""]
     parts += results_notes(results)
     if results.get("recommendations"):
         parts += ["", "Recommendation (fastest within the accuracy budget):", recommendation_table(results), ""]
