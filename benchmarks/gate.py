@@ -54,8 +54,10 @@ def openvino_floors(case_name: str, case: dict, measured: dict) -> List[RatioFlo
     for units, floor, bf16_why, int8_why in (
             (True, 2.0, f"measured {measured['bf16']}; the issue's full-width VGG-11 3.8-6.7x: AMX bf16 must "
                         f"stay at least 2x fp32", f"measured {measured['int8']}; full width 2.5-3.6x"),
-            (False, None, "no AMX here (avx512_bf16 only: fewer bf16 units); reported, not gated",
-             "no AMX int8 here (VNNI or AVX2: ORT's int8 kernels use the same units); reported, not gated")):
+            (False, None, f"measured with AMX only ({measured['bf16']}); without AMX (avx512_bf16 only: "
+                          f"fewer bf16 units) reported, not gated",
+             f"measured with AMX only ({measured['int8']}); without AMX int8 (VNNI or AVX2: ORT's int8 kernels "
+             f"use the same units) reported, not gated")):
         where = "AMX" if units else "no AMX"
         floors += [
             RatioFloor(name=f"openvino bf16 vs ort-cpu fp32 ({case_name}, batch 64, {where})",
