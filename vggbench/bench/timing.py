@@ -11,6 +11,8 @@ round sized by a policy, for one-off timings (the peak GEMMs, the plain-loop cro
 Attainable peak: the fastest call of several GEMM shapes through the same runtime on the same
 device, the best of them (:func:`measure_peak`); int8 rows use an int8 GEMM (``MatMulInteger`` in
 ONNX Runtime, a QDQ ``Gemm`` in OpenVINO), bf16 rows OpenVINO's GEMM compiled with the bf16 hint.
+Rows are not divided by their own runtime's GEMM: :mod:`vggbench.bench.ceilings` takes the best
+of these across runtimes and the theoretical peak, one ceiling per device and precision.
 """
 
 from __future__ import annotations
