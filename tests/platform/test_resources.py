@@ -83,3 +83,29 @@ def test_theoretical_peaks_per_precision_follow_the_fastest_unit(tmp_path):
     older = cpu.theoretical_peaks(processors=_processors("sse sse2 fma avx avx2"), sys_cpu_dir=str(tmp_path))
     assert older["precisions"]["bf16"]["gflops_per_s"] == older["precisions"]["fp32"]["gflops_per_s"]
     assert older["precisions"]["bf16"]["path"] == "fp32 math after conversion"
+
+
+def test_gpu_theoretical_peaks_match_published_dense_figures():
+    """H100 SXM: 132 SMs at 1.83 GHz -> 989 TFLOP/s fp16 dense, 494 tf32; A100: 108 SMs, 1.41 GHz -> 312 fp16."""
+    from vggbench.platform.gpu_peaks import gpu_theoretical_peaks, this_gpu_peaks
+
+    h100 = gpu_theoretical_peaks((9, 0), 132, 1830.0, device="gpu:0")["precisions"]
+    assert h100["fp16"]["gflops_per_s"] == pytest.approx(989_400, rel=0.01)
+    assert h100["tf32"]["gflops_per_s"] == pytest.approx(494_700, rel=0.01)
+    a100 = gpu_theoretical_peaks((8, 0), 108, 1410.0)["precisions"]
+    assert a100["fp16"]["gflops_per_s"] == pytest.approx(312_000, rel=0.01)
+    assert "unverified" in a100["fp32"]["formula"]
+    assert gpu_theoretical_peaks((6, 1), 28, 1500.0)["available"] is False
+    here = this_gpu_peaks(0)
+    assert here["available"] or here["reason"]
+
+
+def test_a_gpu_ceiling_comes_from_its_theoretical_peak_when_above_the_gemm():
+    from vggbench.bench.ceilings import apply_ceilings
+    from vggbench.platform.gpu_peaks import gpu_theoretical_peaks
+
+    rows = [{"device": "gpu:0", "precision": "fp16", "backend": "ort-cuda", "gflops_per_s": 300_000.0,
+             "peak_gflops_per_s": 700_000.0, "peak_kernel": "MatMul float16 8192x8192"}]
+    table = apply_ceilings(rows, environment={"gpu_theoretical_peak": gpu_theoretical_peaks((9, 0), 132, 1980.0)})
+    assert table[0]["kind"] == "theoretical" and rows[0]["ceiling_gflops_per_s"] == pytest.approx(132 * 4096 * 1.98)
+    assert 0 < rows[0]["pct_of_peak"] <= 100

@@ -7,7 +7,7 @@ core boosts. So for each (device, math precision) the ceiling is the highest of:
 - the best GEMM measured in the sweep through *any* runtime on that device and precision
   (``peak_gflops_per_s``/``peak_kernel`` of its rows, and any ``peaks`` entries of the document);
 - the theoretical peak at the highest clock the machine shows (the environment's
-  ``theoretical_peak``; CPU only);
+  ``theoretical_peak`` for the CPU, ``gpu_theoretical_peak`` for the GPU);
 - as a last resort, the fastest row itself, named as such: a row above both says the clock or
   unit model underestimates this machine, and 100% is then the honest figure, not 170%.
 
@@ -52,7 +52,8 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
         rows: result rows (``device``, ``precision``, ``peak_gflops_per_s``, ``peak_kernel``,
             ``backend``, ``gflops_per_s``).
         environment: the results' environment (``theoretical_peak``: CPU, with ``precisions`` or the
-            older ``fp32_gflops``/``int8_gops`` keys).
+            older ``fp32_gflops``/``int8_gops`` keys; ``gpu_theoretical_peak``: the GPU's, see
+            :mod:`vggbench.platform.gpu_peaks`).
         peaks: more measured GEMMs: ``{"device", "precision", "gflops_per_s", "kernel"}`` each.
 
     Returns ``{(device, precision): {"device", "precision", "gflops_per_s", "kind", "source",
@@ -72,6 +73,11 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
             key = (device_kind(peak.get("device")), math_precision(peak.get("precision")))
             source = f"measured GEMM: {peak.get('kernel') or '?'}"
             found.setdefault(key, []).append(_candidate(peak["gflops_per_s"], "measured", source))
+    gpu = (environment or {}).get("gpu_theoretical_peak") or {}
+    if gpu.get("available"):
+        for precision, entry in gpu["precisions"].items():
+            found.setdefault((device_kind(gpu["device"]), precision), []).append(
+                _candidate(entry["gflops_per_s"], "theoretical", f"theoretical: {entry['formula']}"))
     theoretical = (environment or {}).get("theoretical_peak") or {}
     if theoretical.get("available"):
         per_precision = dict(theoretical.get("precisions") or {})

@@ -747,6 +747,9 @@ def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = 
         from vggbench.platform.libraries import gpu_versions
 
         environment["gpu_versions"] = gpu_versions()  # driver, CUDA, cuDNN, TensorRT, ORT build, GPUs
+        from vggbench.platform.gpu_peaks import this_gpu_peaks
+
+        environment["gpu_theoretical_peak"] = this_gpu_peaks(gpu)
     work_dir = Path(tempfile.mkdtemp(prefix="vggbench-bench-"))
     try:
         # One probe answers for every explicitly named backend (so an unavailable one fails before
