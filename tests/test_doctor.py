@@ -37,12 +37,17 @@ def test_every_backend_and_precision_has_one_row(checked):
 
 def test_cpu_rows_ran_the_tiny_model_and_matched_numpy(checked):
     rows, _, _, _ = checked
+    from vggbench.platform.cpu import bf16_unavailable_reason
+
+    no_bf16 = bf16_unavailable_reason()
     for row in rows:
-        if row["backend"] in CPU_BACKENDS:
+        if row["backend"] in CPU_BACKENDS and row["precision"] == "bf16" and no_bf16:
+            assert row["status"] == doctor.UNAVAILABLE and row["reason"] == no_bf16, row
+        elif row["backend"] in CPU_BACKENDS:
             assert row["status"] == doctor.AVAILABLE, row
             assert row["smoke_calls"] >= 1 and row["smoke_seconds"] >= 0.2
             assert row["max_relative_error"] <= doctor.TOLERANCE[row["precision"]]
-            assert row["versions"].startswith(("mxnet", "onnxruntime"))
+            assert row["versions"].startswith(("mxnet", "onnxruntime", "openvino"))
 
 
 @pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU")

@@ -40,8 +40,8 @@ AVAILABLE, UNAVAILABLE, ERROR = "available", "unavailable", "error"
 SMOKE_SECONDS = 1.0
 SMOKE_TIMEOUT_S = 600.0
 # Largest probe.relative_error accepted per precision: fp32 paths must agree with float64 numpy to
-# float32 rounding; TF32/fp16 keep ~10 mantissa bits; int8 is a quantized model.
-TOLERANCE = {"fp32": 1e-4, "opt": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "int8": 5e-2}
+# float32 rounding; TF32/fp16 keep ~10 mantissa bits, bf16 7; int8 is a quantized model.
+TOLERANCE = {"fp32": 1e-4, "opt": 1e-4, "tf32": 1e-2, "fp16": 1e-2, "int8": 5e-2, "bf16": 3e-2}
 
 Log = Callable[[str], None]
 
@@ -158,6 +158,15 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
             net[1].weight.set_data(mx.nd.array(weights["dense"].T, ctx=ctx))
             if BACKENDS[backend].hybrid:
                 net.hybridize(static_alloc=True, static_shape=True)
+            if precision == "bf16":
+                from vggbench.runtimes.mxnet_runtime import to_bfloat16, unavailable_reason
+
+                why_not = unavailable_reason(precision, device, backend)
+                if why_not:
+                    out.append(_row(backend, precision, device, UNAVAILABLE, why_not, versions))
+                    continue
+                net(mx.nd.array(weights["x"], ctx=ctx)).wait_to_read()  # AMP converts a graph that has run
+                net = to_bfloat16(net, ctx)[0]
             x = mx.nd.array(weights["x"], ctx=ctx)
             out.append(_checked(backend, precision, device, versions, lambda: net(x).asnumpy(), expected, seconds))
         except Exception as err:  # noqa: BLE001 - e.g. "no kernel image is available"
@@ -238,11 +247,57 @@ def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) 
     return out
 
 
+def _smoke_openvino(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
+    """OpenVINO's rows: the tiny model as each precision's file, compiled with the precision hint the
+    bench uses, refused unless the compiled model reports that precision."""
+    import onnx
+
+    from vggbench.runtimes import openvino_runtime as ov_runtime
+
+    version = ov_runtime.openvino_version()
+    if version is None:
+        return [_row(b, p, "cpu", UNAVAILABLE, ov_runtime.unavailable_reason(p)) for b, p in rows]
+    versions = f"openvino {version}"
+    weights = probe.tiny_weights()
+    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
+    out = []
+    with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch_name:
+        scratch = Path(scratch_name)
+        fp32_path = scratch / "tiny.onnx"
+        onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
+        for backend, precision in rows:
+            reason = ov_runtime.unavailable_reason(precision)
+            if reason:
+                out.append(_row(backend, precision, "cpu", UNAVAILABLE, reason, versions))
+                continue
+            try:
+                hint = ov_runtime.INFERENCE_PRECISION_HINTS[precision]
+                compiled = ov_runtime.compile_model(_ort_variant(precision, fp32_path, scratch, weights), hint)
+                reported = ov_runtime.compiled_precision(compiled)
+                if reported != hint:
+                    out.append(_row(backend, precision, "cpu", UNAVAILABLE, f"OpenVINO compiled it in {reported}, "
+                                    f"not {hint}", versions))
+                    continue
+                request = compiled.create_infer_request()
+
+                def run(request=request):
+                    request.infer({0: weights["x"]})
+                    return request.get_output_tensor(0).data.copy()
+
+                out.append(_checked(backend, precision, "cpu", versions, run, expected, seconds))
+            except Exception as err:  # noqa: BLE001 - any failure is this row's reason
+                out.append(_row(backend, precision, "cpu", ERROR, summarize_error(err), versions))
+    return out
+
+
+SMOKES = {"mxnet": _smoke_mxnet, "ort": _smoke_ort, "openvino": _smoke_openvino}
+
+
 def smoke_main(spec_path: str, out_path: str) -> int:
     """Child process entry (``python -m vggbench.doctor SPEC OUT``): run the spec's rows, write rows JSON."""
     spec = json.loads(Path(spec_path).read_text())
     rows = [tuple(row) for row in spec["rows"]]
-    smoke = _smoke_mxnet if spec["family"] == "mxnet" else _smoke_ort
+    smoke = SMOKES[spec["family"]]
     result = smoke(rows, int(spec.get("device_id", 0)), float(spec.get("seconds", SMOKE_SECONDS)))
     Path(out_path).write_text(json.dumps(result))
     return 0
@@ -263,7 +318,7 @@ def smoke_groups(rows: Sequence[Tuple[str, str]]) -> List[Dict[str, Any]]:
         groups.setdefault((spec.family, spec.device_kind, tf32), []).append((backend, precision))
     out = []
     for (family, kind, tf32), members in groups.items():
-        if kind == "cpu" and family == "mxnet":
+        if kind == "cpu" and family in ("mxnet", "openvino"):
             env: Dict[str, Optional[str]] = {}
         elif tf32:
             env = {providers.TF32_OVERRIDE_VAR: None}
