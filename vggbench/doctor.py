@@ -15,6 +15,7 @@ short sweep of every backend at 96 and 224, batch 1 and 64, written as results J
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -175,6 +176,21 @@ def _smoke_mxnet(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float
     return out
 
 
+@contextlib.contextmanager
+def _tiny_onnx():
+    """The tiny model's weights, its float64 numpy answer, a scratch folder and the model saved
+    there as ONNX (``tiny.onnx``): what the ONNX Runtime and OpenVINO smoke runs load."""
+    import onnx
+
+    weights = probe.tiny_weights()
+    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
+    with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch_name:
+        scratch = Path(scratch_name)
+        fp32_path = scratch / "tiny.onnx"
+        onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
+        yield weights, expected, scratch, fp32_path
+
+
 def _ort_variant(precision: str, fp32_path: Path, scratch: Path, weights: Dict[str, np.ndarray]) -> Path:
     """The tiny model as the file ``precision`` runs (:data:`~vggbench.runtimes.backends.PRECISIONS`), built
     by the project's own variant builders."""
@@ -203,7 +219,6 @@ def _ort_providers(backend: str, precision: str, device_id: int, scratch: Path) 
 
 
 def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
-    import onnx
 
     from vggbench.runtimes.ort_session import make_session, session_predictor
 
@@ -212,15 +227,10 @@ def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) 
         return [_row(b, p, "cpu", UNAVAILABLE, build["error"]) for b, p in rows]
     versions = (f"onnxruntime {build['version']} ({build.get('package') or 'onnxruntime'}"
                 + (f", CUDA {build['cuda_version']})" if build["cuda_version"] else ", CPU build)"))
-    weights = probe.tiny_weights()
-    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
     backend_reasons: Dict[str, Optional[str]] = {}
     capability, name = _gpu_facts(device_id)
     out = []
-    with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch_name:
-        scratch = Path(scratch_name)
-        fp32_path = scratch / "tiny.onnx"
-        onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
+    with _tiny_onnx() as (weights, expected, scratch, fp32_path):
         for backend, precision in rows:
             target = backend_device(backend, device_id)
             device = str(target)
@@ -250,7 +260,6 @@ def _smoke_ort(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) 
 def _smoke_openvino(rows: Sequence[Tuple[str, str]], device_id: int, seconds: float) -> List[Dict[str, Any]]:
     """OpenVINO's rows: the tiny model as each precision's file, compiled with the precision hint the
     bench uses, refused unless the compiled model reports that precision."""
-    import onnx
 
     from vggbench.runtimes import openvino_runtime as ov_runtime
 
@@ -258,13 +267,8 @@ def _smoke_openvino(rows: Sequence[Tuple[str, str]], device_id: int, seconds: fl
     if version is None:
         return [_row(b, p, "cpu", UNAVAILABLE, ov_runtime.unavailable_reason(p)) for b, p in rows]
     versions = f"openvino {version}"
-    weights = probe.tiny_weights()
-    expected = probe.tiny_reference(weights["x"], weights["conv"], weights["dense"])
     out = []
-    with tempfile.TemporaryDirectory(prefix="vggbench-doctor.") as scratch_name:
-        scratch = Path(scratch_name)
-        fp32_path = scratch / "tiny.onnx"
-        onnx.save(probe.tiny_onnx_model(weights), str(fp32_path))
+    with _tiny_onnx() as (weights, expected, scratch, fp32_path):
         for backend, precision in rows:
             reason = ov_runtime.unavailable_reason(precision)
             if reason:

@@ -199,7 +199,6 @@ def matmul_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
         dtype: ``float32``, ``float16`` or ``int8``.
         seed: seed of the weights.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.RandomState(seed)
@@ -212,10 +211,16 @@ def matmul_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
         weight = rng.uniform(-1, 1, (size, size)).astype(dtype)
         node = helper.make_node("MatMul", ["X", "W"], ["Y"])
         in_type = out_type = elem
-    graph = helper.make_graph(
-        [node], "peak_gemm", [helper.make_tensor_value_info("X", in_type, [size, size])],
-        [helper.make_tensor_value_info("Y", out_type, [size, size])],
-        initializer=[numpy_helper.from_array(weight, "W")])
+    return _square_gemm_model([node], [numpy_helper.from_array(weight, "W")], size, in_type, out_type)
+
+
+def _square_gemm_model(nodes, initializers, size: int, in_type: int, out_type: int):
+    """The checked one-graph ONNX model ``X`` (``size`` x ``size``) -> ``nodes`` -> ``Y``."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "peak_gemm", [helper.make_tensor_value_info("X", in_type, [size, size])],
+                              [helper.make_tensor_value_info("Y", out_type, [size, size])], initializer=initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     model.ir_version = ONNX_IR_VERSION
     onnx.checker.check_model(model)
@@ -274,7 +279,6 @@ def openvino_gemm_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
         dtype: ``float32``, ``bfloat16`` or ``int8``.
         seed: seed of the weights.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.RandomState(seed)
@@ -292,13 +296,7 @@ def openvino_gemm_onnx_model(size: int, dtype: str = "float32", seed: int = 0):
         initializers = [numpy_helper.from_array(rng.uniform(-1, 1, (size, size)).astype(np.float32), "W")]
     else:
         raise VggbenchError(f"no OpenVINO peak GEMM for {dtype}; choose from float32, bfloat16, int8")
-    graph = helper.make_graph(nodes, "peak_gemm", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [size, size])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [size, size])],
-                              initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return _square_gemm_model(nodes, initializers, size, TensorProto.FLOAT, TensorProto.FLOAT)
 
 
 def openvino_gemm(size: int, threads: Optional[int] = None, dtype: str = "float32") -> Tuple[Callable[[], None], str]:
