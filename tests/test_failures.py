@@ -1060,7 +1060,7 @@ def test_a_lock_file_that_vggbench_did_not_make_is_refused_and_never_written(tmp
     assert not lock_path.exists() and victim.read_text() == "precious"
 
 
-HOLD_LOCK = """
+HOLD_TRAIN_EXPORT_LOCK = """
     import sys, time
     from vggbench import artifacts
     with artifacts.run_dir_lock(sys.argv[1], "train-export"):
@@ -1076,7 +1076,7 @@ def test_every_run_dir_writer_takes_the_same_lock(untrained_run_dir, tmp_path, d
     never interleave: one is refused and the other's variant is in the manifest."""
     run_dir = tmp_path / "vgg11-96"
     shutil.copytree(untrained_run_dir, run_dir)
-    holder = python(HOLD_LOCK, str(run_dir))
+    holder = python(HOLD_TRAIN_EXPORT_LOCK, str(run_dir))
     try:
         assert holder.stdout.readline().strip() == "held"
         for args in (("optimize", str(run_dir), "--fp16"),
@@ -1203,7 +1203,7 @@ def test_an_onnx_model_with_external_data_is_refused(untrained_run_dir, tmp_path
 # A worker of a hand-started dist_sync job: one real push/pull, then rank 1 dies (SIGKILL) and rank 0
 # waits in its second step (its own watchdog is long, so only the scheduler's and server's decide).
 DIST_WORKER = """
-    import os, signal
+    import os, signal, time
     from vggbench.train import distributed
     from vggbench.platform.mxnet import import_mxnet
     mx = import_mxnet()
@@ -1215,6 +1215,7 @@ DIST_WORKER = """
     kv.pull(0, out=out)
     out.wait_to_read()
     if info.rank == 1:
+        time.sleep(2)  # dies mid-job, as a worker does (not within the watchdog's first look)
         os.kill(os.getpid(), signal.SIGKILL)
     with watchdog.guard("the second step"):
         kv.push(0, mx.nd.ones(4))

@@ -109,7 +109,8 @@ def test_plan_hosts_prints_the_exact_per_host_commands(tmp_path):
                          ("worker #0", "10.0.0.1"), ("worker #1", "10.0.0.2"), ("worker #2", "node-c"),
                          ("worker #3", "10.0.0.1")]
     text = launch.format_host_plan(plan, workdir="/shared/work dir")
-    lines = text.splitlines()
+    warning, *lines = text.splitlines()
+    assert warning == f"# {launch.NO_AUTHENTICATION}"  # ps-lite authenticates nothing: said first
     assert lines[0] == "# 10.0.0.1: scheduler"
     assert lines[1] == ("cd '/shared/work dir' && env -u PORT DMLC_ROLE=scheduler DMLC_PS_ROOT_URI=10.0.0.1 "
                         "DMLC_PS_ROOT_PORT=9500 DMLC_NUM_WORKER=4 DMLC_NUM_SERVER=2 DMLC_NODE_HOST=10.0.0.1 "
@@ -148,7 +149,7 @@ def test_launch_with_hosts_prints_the_plan_and_starts_nothing(tmp_path):
     hosts.write_text("192.168.1.10\n192.168.1.11\n")
     out = io.StringIO()
     assert launch.launch(2, 1, WORKER, hosts_file=str(hosts), port=9600, workdir="/w", stream=out) == 0
-    assert out.getvalue().splitlines()[1].startswith("cd /w && env -u PORT DMLC_ROLE=scheduler "
+    assert out.getvalue().splitlines()[2].startswith("cd /w && env -u PORT DMLC_ROLE=scheduler "
                                                      "DMLC_PS_ROOT_URI=192.168.1.10 DMLC_PS_ROOT_PORT=9600")
     with pytest.raises(VggbenchError, match="--ssh runs the per-host commands"):
         launch.launch(2, 1, WORKER, ssh=True)

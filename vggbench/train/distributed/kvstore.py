@@ -247,14 +247,16 @@ class PeerWatchdog:
     (:func:`resolve_timeout_s`, ``$VGGBENCH_DIST_TIMEOUT_S``), the process writes one line and
     ends with ``os._exit(exit_code)`` (4), as a worker's :class:`KVStoreWatchdog` does. A job that
     ends normally ends its scheduler and servers long before that. Where ``/proc`` cannot be read
-    the thread does nothing.
+    the thread does nothing. The thread looks every ``poll_s``: a peer that dies within that time of
+    the job's last node connecting is not seen as a drop; the next one is (a surviving worker's own
+    watchdog ends it within the same bound), so the scheduler and servers still end.
 
     Parameters: ``timeout_s``; ``label`` (``scheduler``, ``server``); ``exit_code``; ``stream``
     (stderr); ``poll_s``; ``count``: the connection counter (for tests).
     """
 
     def __init__(self, timeout_s: Optional[float] = None, label: str = "scheduler",
-                 exit_code: int = WATCHDOG_EXIT_CODE, stream=None, poll_s: float = 0.5,
+                 exit_code: int = WATCHDOG_EXIT_CODE, stream=None, poll_s: float = 0.25,
                  count=established_tcp_connections):
         self.timeout_s = resolve_timeout_s(timeout_s)
         self.label = label
