@@ -102,7 +102,9 @@ def bench_flags(p, backends_help: str) -> None:
                    help=f"batch sizes to time (default {' '.join(map(str, DEFAULT_BATCH_SIZES))})")
     p.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), metavar="P",
                    help=f"from {', '.join(PRECISIONS)} (default: each backend's own that the run dir holds: "
-                        "fp32/opt/int8 on ort-cpu, fp32/fp16 on ort-cuda/ort-trt, fp32 on MXNet)")
+                        "fp32/opt/int8 on ort-cpu, fp32/bf16/int8 on openvino, fp32/fp16 on ort-cuda/ort-trt, "
+                        "fp32/bf16 on mxnet-hybrid, fp32 on mxnet; bf16 only where the CPU has bf16 units, and "
+                        "a footnote where a backend has no bf16)")
     p.add_argument("--modes", nargs="+", choices=list(MODES), default=list(DEFAULT_MODES),
                    help="end-to-end (host numpy in/out) and/or compute-only (input pre-staged on device); default both")
     p.add_argument("--warmup", type=nonnegative_int, default=DEFAULT_WARMUP, metavar="N",
