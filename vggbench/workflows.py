@@ -293,8 +293,9 @@ EXERCISES = (
      (("vgg11", 96, 8.0, "vgg"), ("vgg11", 224, 8.0, "vgg"))),
 )
 # How `vggbench exercises` trains by default: a fixed 10,000-image training subset (a tenth held
-# out to watch for the plateau), every epoch tested on all 10,000 test images.
-EXERCISE_DEFAULTS = dict(train_limit=10000, holdout=0.1, patience=3, min_delta=0.002, max_epochs=20)
+# out to watch for the plateau), every epoch tested on all 10,000 test images; at most 15 epochs
+# keeps the whole default set within about two hours on 2 idle vCPUs (docs/exercises.md).
+EXERCISE_DEFAULTS = dict(train_limit=10000, holdout=0.1, patience=3, min_delta=0.002, max_epochs=15)
 # A model whose best accuracy stays below this learned nothing; it sets no common accuracy.
 LEARNED_ACCURACY = 0.5
 REPRODUCTION_RECIPE = "d2lzh-pytorch-vgg11"
