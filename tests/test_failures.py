@@ -1283,3 +1283,58 @@ def test_launch_names_a_scheduler_aborted_by_a_malformed_message():
     said = [line for line in out.getvalue().splitlines() if line.startswith("vggbench launch:")]
     assert len(said) == 1 and "scheduler aborted (malformed message from a peer outside the job?)" in said[0]
     assert "no authentication" in said[0] and "trusted, isolated network" in launch.NO_AUTHENTICATION
+
+
+def _real_results_document(path: Path) -> dict:
+    """A small results document as `bench --json` writes it (two ok rows, training, environment)."""
+    from vggbench.bench import results
+
+    row = {key: None for key in results.ROW_KEYS}
+    row.update(model="vgg11", input_size=96, width_ratio=16.0, backend="ort-cpu", device="cpu", precision="fp32",
+               batch_size=1, mode=results.MODE_END_TO_END, status="ok", images_per_s=100.0,
+               images_per_s_ci_low=95.0, images_per_s_ci_high=105.0, rounds=3, calls=6, noisy=False,
+               round_images_per_s=[99.0, 100.0, 101.0], latency_p50_ms=10.0, latency_p99_ms=12.0,
+               gflops_per_image=0.5, gflops_per_s=50.0, threads=2, run_dir=str(path))
+    baseline = dict(row, backend="mxnet-hybrid", images_per_s=80.0, round_images_per_s=[79.0, 80.0, 81.0])
+    return {"schema": results.SCHEMA, "rows": [baseline, row],
+            "training": [{"model": "vgg11", "input_size": 96, "width_ratio": 16.0, "epoch": 1, "run_dir": str(path),
+                          "train_images_per_s": 10.0, "devices": "cpu(0)", "threads": 2, "batch_size": 64}],
+            "environment": {"cpu": "x", "cores": 2, "gpus": [], "versions": {"onnxruntime": "1"},
+                            "theoretical_peak": {"available": True, "fp32_gflops": 300.0, "fp32_formula": "f",
+                                                 "precisions": {"fp32": {"gflops_per_s": 300.0, "formula": "f"}}}},
+            "settings": {"threads": 2}}
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False,
+                           allow_infinity=False) | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                       max_size=3), max_leaves=6)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["row", "training", "environment", "theoretical_peak", "settings", "top"]),
+       key=st.sampled_from(["model", "batch_size", "images_per_s", "round_images_per_s", "noisy", "gpus", "cpu",
+                            "versions", "precisions", "available", "train_images_per_s", "width_ratio", "rows",
+                            "environment", "training", "fp32_gflops", "threads", "runtime", "status"]),
+       value=JSON_VALUES)
+def test_fuzz_results_files_are_refused_in_one_line_or_rendered(tmp_path, where, key, value):
+    """Class: hostile-file readers, fuzzed. Any field of a results file replaced by any JSON value
+    is either refused in one line naming the file, or loads and renders every report compare writes
+    (table, CSV, Markdown) without a traceback."""
+    from vggbench.bench import report, results
+
+    document = _real_results_document(tmp_path)
+    target = {"row": document["rows"][1], "training": document["training"][0],
+              "environment": document["environment"], "theoretical_peak": document["environment"]["theoretical_peak"],
+              "settings": document["settings"], "top": document}[where]
+    target[key] = value
+    path = tmp_path / "fuzz.json"
+    path.write_text(json.dumps(document))
+    try:
+        loaded = results.load_results([str(path)])
+    except VggbenchError as err:
+        assert one_line(err).startswith(str(path)) or "--from" in str(err)
+        return
+    report.render_results(loaded, pivot=True)
+    report.csv_text(loaded["rows"])
+    report.markdown_report(loaded)

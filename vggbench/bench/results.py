@@ -261,10 +261,36 @@ def _read_results_file(path) -> Dict[str, Any]:
         check_fields(row, schema, str(path), f"'rows'[{index}].", fix)
     number = ((int, float, type(None)), False, lambda v: v is None or math.isfinite(v), "a finite number")
     training_schema = {key: number for key in ("train_images_per_s", "train_gflops_per_s", "pct_of_peak",
-                                                "input_size", "width_ratio", "epoch", "threads", "batch_size")}
+                                                "epoch", "threads", "batch_size")}
+    training_schema.update({"model": ((str,), True, None, ""), "input_size": ((int,), True, None, ""),
+                            "width_ratio": ((int, float), True, math.isfinite, "a finite number")})
     for index, row in enumerate(doc.get("training") or []):
         check_fields(row, training_schema, str(path), f"'training'[{index}].", fix)
+    _check_environment(doc.get("environment") or {}, str(path), fix)
     return doc
+
+
+def _check_environment(environment: Dict[str, Any], source: str, fix: str) -> None:
+    """The environment fields the report and the ceilings read, typed (see :func:`_read_results_file`)."""
+    from vggbench.artifacts.reader import check_fields
+
+    optional = {"cpu": ((str, type(None)), False, None, ""), "cores": ((int, type(None)), False, None, ""),
+                "gpus": ((list,), False, lambda v: all(isinstance(g, dict) and {"name", "driver"} <= set(g) for g in v),
+                         "a list of objects with name and driver"),
+                "cpu_flags": ((list,), False, None, "")}
+    optional.update({key: ((dict, type(None)), False, None, "") for key in (
+        "versions", "thread_env", "load_average_before", "load_average_after", "theoretical_peak",
+        "gpu_theoretical_peak")})
+    check_fields(environment, optional, source, "'environment'.", fix)
+    number = ((int, float, type(None)), False, lambda v: v is None or math.isfinite(v), "a finite number")
+    for key in ("theoretical_peak", "gpu_theoretical_peak"):
+        peak = environment.get(key) or {}
+        check_fields(peak, {"available": ((bool, type(None)), False, None, ""), "fp32_gflops": number,
+                            "int8_gops": number, "precisions": ((dict, type(None)), False, None, ""),
+                            "device": ((str, type(None)), False, None, "")}, source, f"'environment'.{key!r}.", fix)
+        for precision, entry in (peak.get("precisions") or {}).items():
+            check_fields(entry, {"gflops_per_s": number, "formula": ((str, type(None)), True, None, "")}, source,
+                         f"'environment'.{key!r}.'precisions'[{precision!r}].", fix)
 
 
 def load_results(paths: Sequence) -> Dict[str, Any]:
