@@ -447,8 +447,8 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
               holdout: float = EXERCISE_DEFAULTS["holdout"], patience: int = EXERCISE_DEFAULTS["patience"],
               min_delta: float = EXERCISE_DEFAULTS["min_delta"], data_dir: Optional[str] = None,
               threads: Optional[int] = None, progress: bool = True, only: Optional[Sequence[str]] = None,
-              models: Optional[Sequence[str]] = None, estimate_only: bool = False, log: Log = say,
-              **bench_options) -> Dict[str, Any]:
+              models: Optional[Sequence[str]] = None, estimate_only: bool = False, note: Optional[str] = None,
+              log: Log = say, **bench_options) -> Dict[str, Any]:
     """``vggbench exercises``: train every exercise model to its plateau, measure, publish.
 
     Every model of :data:`EXERCISES` trains with its own lesson's recipe on the same fixed
@@ -469,6 +469,7 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
         progress: tqdm bars while training. only: names of the exercises to run (default all).
         models: train only these model names of the chosen exercises (a reduced run).
         estimate_only: say the plan and the estimate, train nothing; returns ``{"plan", "estimate"}``.
+        note: a paragraph for the top of ``exercises.md`` (e.g. the machine and what a reduced run left out).
         log: progress lines. bench_options: :func:`vggbench.bench.sweep` overrides (e.g. ``rounds``).
     """
     import time
@@ -536,7 +537,7 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
         rows = read_history(run_dir, read_manifest(run_dir))["epochs"]  # bounded, typed, sha256-checked
         histories[run_dir] = [{key: row.get(key) for key in ("epoch", "test_accuracy", "holdout_accuracy", "seconds",
                                                              "train_images")} for row in rows]
-    published = {"results": results, "histories": histories, "settings": settings,
+    published = {"results": results, "histories": histories, "settings": settings, "note": note,
                  "training_wall_s": training_wall_s, "estimate": {k: v for k, v in estimate.items() if k != "per_run"},
                  "exercises": [_exercise_rows(item, plans, histories) for item in chosen]}
     R.write_results(out_dir / "exercises.json", dict(results, **{k: v for k, v in published.items() if k != "results"}))

@@ -690,6 +690,8 @@ def exercises_markdown(published: Dict[str, Any]) -> str:
              f"{bench.get('accuracy_limit') or TEST_IMAGES} test images after the last epoch. Training took "
              f"{published.get('training_wall_s', 0) / 60:.0f} min of wall time here. Images/s at {cell} "
              f"(median ±95% CI, ~ = did not reach ±2%). {bench.get('timing_policy', '')}.", ""]
+    if published.get("note"):
+        lines += [published["note"], ""]
     for exercise in published["exercises"]:
         common = exercise.get("common_accuracy")
         lines += [f"## {exercise['title']}", ""]

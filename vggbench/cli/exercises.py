@@ -36,6 +36,7 @@ def add(sub) -> None:
                    help="instead: reproduce the published narrow VGG-11 result (Dive into DL, PyTorch port, 5.7: "
                         "0.918 after 5 epochs at 224); long on a CPU, resumable; --train-limit/--max-epochs shorten "
                         "it only when given")
+    p.add_argument("--note", metavar="TEXT", help="a paragraph for the top of exercises.md (machine, reductions)")
     p.add_argument("--rounds", type=positive_int, metavar="N", help="fixed interleaved rounds per row")
     data_dir_flag(p)
     threads_flag(p)
@@ -73,7 +74,7 @@ def run(args) -> int:
                           test_limit=args.test_limit, holdout=args.holdout, patience=args.patience,
                           min_delta=args.min_delta, data_dir=args.data_dir, threads=args.threads,
                           progress=not args.no_progress, only=args.only, models=args.models,
-                          estimate_only=args.estimate, log=log.info, **bench_options)
+                          estimate_only=args.estimate, note=args.note, log=log.info, **bench_options)
     if not args.estimate:
         print(exercises_markdown(published))
         print(f"wrote {args.out}/exercises.md, exercises.json and one plot per exercise")
