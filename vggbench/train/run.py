@@ -406,16 +406,22 @@ def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: P
             contexts, (1, recipe.input_size, recipe.input_size), recipe.batch_size, watchdog)
         try:
             with ExitStack() as rank0_lock:  # rank 0 holds the run-dir lock until the manifest is written
-                history, steps = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir, rank0_lock,
-                                                     resume, force, (train_x, train_y), (test_x, test_y),
-                                                     progress, log)
+                history, steps, work_dir = _distributed_epochs(trainer, info, net, recipe, contexts, run_dir,
+                                                               rank0_lock, resume, force, (train_x, train_y),
+                                                               (test_x, test_y), progress, log)
                 trainer.close()  # every worker leaves together; rank 0 exports alone
                 if not info.is_rank0:
                     log(f"rank {info.rank}: training done; rank 0 evaluates, exports and writes the run dir")
                     return None
                 run_info["distributed"] = distributed.distributed_recipe_fields(info, contexts, recipe.batch_size)
-                return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images],
-                                   run_info, log)
+                try:
+                    _export_run(work_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info,
+                                log)
+                except BaseException:
+                    if work_dir != run_dir:  # a --force that failed: the old run stays
+                        shutil.rmtree(work_dir, ignore_errors=True)
+                    raise
+                return artifacts.swap_in(work_dir, run_dir) if work_dir != run_dir else run_dir
         except BaseException:
             trainer.abandon()  # an error only this worker saw (no-op once every worker has left)
             raise
@@ -426,13 +432,15 @@ def _train_export_distributed(recipe: Recipe, kvstore: str, ctx: str, run_dir: P
 def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, run_dir: Path, rank0_lock,
                         resume: bool, force: bool, train_split, test_split, progress: bool, log: Log):
     """The epochs of :func:`_train_export_distributed`; returns rank 0's history rows and curve
-    points (the other ranks': empty). Rank 0 takes the run-dir lock into ``rank0_lock`` (an
-    ``ExitStack`` the caller closes after the export)."""
-    checkpoint, history, steps, created = None, [], [], False
+    points (the other ranks': empty) and the folder rank 0 wrote (``run_dir``, or with ``--force``
+    over a run the staging folder beside it, swapped in after the export). Rank 0 takes the run-dir
+    lock into ``rank0_lock`` (an ``ExitStack`` the caller closes after the export)."""
+    checkpoint, history, steps, created, work_dir = None, [], [], False, run_dir
     if info.is_rank0:
         try:
             lock = rank0_lock.enter_context(artifacts.run_dir_lock(run_dir, "train-export"))
             checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
+            work_dir = _force_target(run_dir, force)  # --force builds beside the old run
             if checkpoint is not None:
                 net.load_parameters(str(run_dir / CHECKPOINT_DIR / checkpoint["params"]), ctx=list(contexts))
         except BaseException:
@@ -446,8 +454,8 @@ def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, 
     if start:
         _load_distributed_states(trainer, info, run_dir, checkpoint, start, recipe, log)
     if info.is_rank0:
-        created = not run_dir.exists()
-        history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
+        created = not work_dir.exists() or work_dir != run_dir
+        history, steps = _open_run_dir(work_dir, checkpoint, recipe, log)
         log(f"training {recipe.model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x"
             f"{recipe.input_size} on {len(train_split[1])} images over {info.num_workers} workers (global batch "
             f"{recipe.batch_size}, {trainer.local_batch} per worker), testing on {len(test_split[1])}; "
@@ -468,19 +476,19 @@ def _distributed_epochs(trainer, info, net, recipe: Recipe, contexts: Sequence, 
                 stats.update(train_images=plan.n_images, images_per_s=plan.n_images / stats["seconds"])
                 try:
                     row, epoch_steps = _test_one_epoch(net, recipe, epoch, contexts, test_split, stats)
-                    _record_epoch(run_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
+                    _record_epoch(work_dir, net, trainer, recipe, history, steps, row, epoch_steps, log)
                 except BaseException:
                     _stop_every_worker(trainer, f"rank 0 evaluates and checkpoints epoch {epoch}")
                     raise
-                created = False
+                created = work_dir != run_dir  # a --force staging folder goes on failure; a run dir stays
             if trainer.broadcast([1], f"rank 0 evaluates and checkpoints epoch {epoch}")[0] != 1:
                 trainer.close()
                 raise VggbenchError(f"rank 0 stopped the run after epoch {epoch} (its output says why)")
     except BaseException:
-        if created and run_dir.exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if created and work_dir.exists():
+            shutil.rmtree(work_dir, ignore_errors=True)
         raise
-    return history, steps
+    return history, steps, work_dir
 
 
 def _stop_every_worker(trainer, what: str) -> None:
