@@ -39,7 +39,7 @@ class OneLineParser(argparse.ArgumentParser):
 positive_int = number(int, 1)
 # SGD learning rates above this overflow float32 weights at the first step (1e39 is inf in float32);
 # Recipe.check holds the same bound for library callers.
-MAX_LR = 1000.0
+MAX_LR = 10_000.0
 learning_rate = number(float, 0, below=MAX_LR, strict=True)
 # Bigger batches than this are not a benchmark of this model zoo but an out-of-memory error.
 MAX_BATCH_SIZE = 1 << 16

@@ -19,7 +19,7 @@ RUN_FILES = (export.ONNX_FILE, export.SYMBOL_FILE, export.PARAMS_FILE, HISTORY_F
 EVAL_BATCH_SIZE = 256
 # Bounds of a recipe (the command line checks the same at parse time): learning rates from here up
 # overflow float32 weights at the first step; bigger batches and longer runs are mistakes, not runs.
-MAX_LR = 1000.0
+MAX_LR = 10_000.0
 MAX_BATCH_SIZE = 1 << 16
 MAX_EPOCHS = 100_000
 PARITY_IMAGES = 256
