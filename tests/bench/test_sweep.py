@@ -245,14 +245,16 @@ def test_every_backend_gets_the_same_thread_count(monkeypatch):
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert sweep.resolve_threads() == (physical_cores(), "physical cores")
-    assert sweep.resolve_threads(3) == (3, "--threads")
+    from vggbench.platform.mxnet import max_threads
+
+    assert sweep.resolve_threads(max_threads()) == (max_threads(), "--threads")
     with pytest.raises(VggbenchError, match="--threads"):
         sweep.resolve_threads(0)
     monkeypatch.setenv("MXNET_OMP_MAX_THREADS", "4")
     env = worker_env(3)
     assert env["OMP_NUM_THREADS"] == "3" and "MXNET_OMP_MAX_THREADS" not in env
-    monkeypatch.setenv("OMP_NUM_THREADS", "5")
-    assert sweep.resolve_threads() == (5, "OMP_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert sweep.resolve_threads() == (1, "OMP_NUM_THREADS")
 
 
 def test_cli_bench_prints_table_and_method_and_writes_json(bench_run_dir, data_dir, tmp_path, capsys):

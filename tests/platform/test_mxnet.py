@@ -178,10 +178,14 @@ def test_mx_onnx_finds_the_tables_after_import_mxnet():
 
 # --- threads ---------------------------------------------------------------------------------------
 
-def test_resolve_threads_order(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert mxnet_platform.resolve_threads(5) == (5, "--threads")
-    assert mxnet_platform.resolve_threads() == (3, "OMP_NUM_THREADS")
+def test_resolve_threads_order(monkeypatch, caplog):
+    most = mxnet_platform.max_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert mxnet_platform.resolve_threads(most) == (most, "--threads")
+    assert mxnet_platform.resolve_threads() == (1, "OMP_NUM_THREADS")
+    # more than the machine can run is capped, with a warning naming the source
+    assert mxnet_platform.resolve_threads(most + 7) == (most, "--threads")
+    assert "--threads" in caplog.text
     for junk in ("", "0", "two", "-1"):
         monkeypatch.setenv("OMP_NUM_THREADS", junk)
         assert mxnet_platform.resolve_threads() == (physical_cores(), "physical cores")
@@ -202,9 +206,10 @@ _REPORT_THREADS = """
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads libgomp's thread count (Linux)")
 def test_threads_are_set_before_the_first_import():
     """An explicit count wins over MXNET_OMP_MAX_THREADS and reaches MXNet's OpenMP runtime."""
-    done = _run_python(_REPORT_THREADS.format(threads="threads=3"), {"MXNET_OMP_MAX_THREADS": "1"})
+    most = mxnet_platform.max_threads()
+    done = _run_python(_REPORT_THREADS.format(threads=f"threads={most}"), {"MXNET_OMP_MAX_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.splitlines()[-1]) == [3, "--threads", "3", False, 3]
+    assert json.loads(done.stdout.splitlines()[-1]) == [most, "--threads", str(most), False, most]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads libgomp's thread count (Linux)")
