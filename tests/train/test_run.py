@@ -189,7 +189,9 @@ def test_asking_for_a_gpu_without_one_is_a_clear_error_and_no_run_dir(tmp_path, 
 
 
 def test_a_diverging_loss_stops_the_run_with_a_clear_message(tmp_path, data_dir):
-    with pytest.raises(VggbenchError, match=r"loss became (nan|inf) at epoch 1 batch \d+; lower --lr \(now 1000\)"):
+    # the loss guard (per batch) or the weights guard (per epoch) stops it, whichever sees it first
+    stopped = r"(loss became (nan|inf) at epoch 1 batch \d+|weights became nan/inf at epoch 1 \(\w+\))"
+    with pytest.raises(VggbenchError, match=stopped + r"; lower --lr \(now 1000\)"):
         train.train_export("vgg11", width_ratio=32, epochs=1, lr=1000, train_limit=256, test_limit=64,
                            data_dir=str(data_dir), out=str(tmp_path), progress=False)
     assert list(tmp_path.iterdir()) == [], "a run that failed before its first checkpoint leaves nothing"
