@@ -130,11 +130,20 @@ def executed_layers(compiled) -> Dict[str, Any]:
 
 
 class _Shape:
-    """One static-batch compile: the compiled model and its infer request."""
+    """One static-batch compile: the compiled model, the infer request ``run`` uses, and the one
+    the compute-only path binds its staged input to.
+
+    Two requests, because ``request.infer({0: batch})`` copies into the request's current input
+    tensor: on a request whose input is bound to a staged host array, ``run`` would overwrite the
+    staged input, or write into freed memory once that array is gone. The staged request keeps its
+    array and tensor alive (``staged``) for as long as it is bound.
+    """
 
     def __init__(self, compiled, compile_s: float):
         self.compiled, self.compile_s = compiled, compile_s
         self.request = compiled.create_infer_request()
+        self.staged_request = compiled.create_infer_request()
+        self.staged = None
 
 
 class OpenVINORuntime(Runtime):
@@ -209,18 +218,22 @@ class OpenVINORuntime(Runtime):
         return request.get_output_tensor(0).data.copy()
 
     def stage(self, batch: np.ndarray) -> None:
-        """Bind the input once (shared with the host array: the CPU plugin reads it in place)."""
+        """Bind the input once (shared with a host copy the runtime keeps: the CPU plugin reads it
+        in place) to the compile's staged request."""
         import openvino as ov
 
-        self._staged_batch = np.ascontiguousarray(batch, dtype=np.float32)
-        self._staged = self._shape(len(self._staged_batch))
-        self._staged.request.set_input_tensor(0, ov.Tensor(self._staged_batch, shared_memory=True))
+        array = np.array(batch, dtype=np.float32, order="C", copy=True)
+        shape = self._shape(len(array))
+        tensor = ov.Tensor(array, shared_memory=True)
+        shape.staged_request.set_input_tensor(0, tensor)
+        shape.staged = (array, tensor)  # alive while bound
+        self._staged = shape
 
     def run_staged(self) -> None:
-        self._staged.request.infer()
+        self._staged.staged_request.infer()
 
     def staged_output(self) -> np.ndarray:
-        return self._staged.request.get_output_tensor(0).data.copy()
+        return self._staged.staged_request.get_output_tensor(0).data.copy()
 
     def info(self) -> Dict[str, Any]:
         info = super().info()
