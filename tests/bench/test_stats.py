@@ -473,10 +473,14 @@ def test_theoretical_peak_overrides_and_unknown_cpus(tmp_path):
 
 
 def test_theoretical_peak_is_above_a_real_gemm_on_this_machine():
-    """The ceiling must be a ceiling: numpy's fp32 GEMM (all cores) never reaches it."""
+    """At a clock that is an upper bound (max boost), the theoretical peak is a ceiling: numpy's
+    fp32 GEMM (all cores) never reaches it. A nominal clock is not one (the core boosts past it):
+    there the ceiling is the measured GEMM (tests/bench/test_ceilings.py)."""
     peak = cpu.theoretical_fma_peak_gflops()
     if not peak["available"]:
         pytest.skip(peak["reason"])
+    if not peak["clock_is_upper_bound"]:
+        pytest.skip(f"the clock here is not an upper bound ({peak['clock_source']})")
     a = np.random.default_rng(0).standard_normal((768, 768)).astype(np.float32)
     a @ a
     best_s = min(_timed(lambda: a @ a) for _ in range(5))
