@@ -204,9 +204,10 @@ def test_bad_round_policies_are_user_errors(kwargs, message):
 
 def test_default_precisions_follow_the_run_dirs_variants():
     manifest = {"files": {"model.onnx": "x", "model.int8.onnx": "y", "model.fp16.onnx": "z"}}
-    assert sweep.precisions_for("ort-cpu", manifest) == ["fp32", "int8"]
+    assert sweep.precisions_for("ort-cpu", manifest) == ["fp32", "int8", "bf16"]  # bf16: its "unavailable" row
+    assert sweep.precisions_for("openvino", manifest) == ["fp32", "bf16", "int8"]
     assert sweep.precisions_for("ort-cuda", manifest) == ["fp32", "fp16"]
-    assert sweep.precisions_for("mxnet-hybrid", manifest) == ["fp32"]
+    assert sweep.precisions_for("mxnet-hybrid", manifest) == ["fp32", "bf16"]
     assert sweep.precisions_for("ort-cuda", manifest, ["tf32"]) == ["tf32"]
     with pytest.raises(VggbenchError, match="vggbench optimize runs/x"):
         sweep.precisions_for("ort-cpu", manifest, ["opt"], "runs/x")
