@@ -212,7 +212,7 @@ def test_default_precisions_follow_the_run_dirs_variants():
     with pytest.raises(VggbenchError, match="vggbench optimize runs/x"):
         sweep.precisions_for("ort-cpu", manifest, ["opt"], "runs/x")
     with pytest.raises(VggbenchError, match="unknown precision"):
-        sweep.precisions_for("ort-cpu", manifest, ["bf16"])
+        sweep.precisions_for("ort-cpu", manifest, ["int4"])
 
 
 def test_speedups_from_paired_rounds_and_accuracy_deltas():
