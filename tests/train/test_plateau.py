@@ -13,8 +13,11 @@ from vggbench.errors import VggbenchError
 from vggbench.train import plateau
 from vggbench.train import run as train_run
 
-# LeNet at 32 px on a few hundred real images: a real training, fast enough to run several times.
-QUICK = dict(input_size=32, train_limit=400, test_limit=100, parity_images=32, progress=False)
+# A narrow batch-norm VGG-11 at 32 px on the 2,000 real training images of tests/data: it leaves
+# chance in its first epoch (so a plateau can be declared) and trains in seconds.
+MODEL = "vgg11_bn"
+QUICK = dict(input_size=32, width_ratio=16, dense_units=256, train_limit=2000, test_limit=200, parity_images=32,
+             progress=False)
 
 
 @pytest.mark.parametrize("accuracies, patience, delta, best_epoch, since, reached", [
@@ -58,23 +61,23 @@ def test_time_to_accuracy_sums_training_seconds_until_reached():
 
 def test_training_stops_at_a_plateau_and_records_why(tmp_path, data_dir):
     said = []
-    run_dir = train.train_export("lenet", until_plateau=True, patience=1, min_delta=0.5, epochs=4,
+    run_dir = train.train_export(MODEL, until_plateau=True, patience=1, min_delta=0.5, epochs=4,
                                  data_dir=str(data_dir), out=str(tmp_path), log=said.append, **QUICK)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
-    # no epoch can beat the first by 0.5: the plateau is reached after epoch 2, before the maximum of 4
+    # it leaves chance in epoch 1, and no epoch can beat that by 0.5: a plateau after epoch 2, not 4
     assert manifest["epochs_trained"] == 2 and len(history["epochs"]) == 2
     assert manifest["stop"]["reason"] == "plateau" and manifest["stop"]["best_epoch"] == 1
     assert history["stop"] == manifest["stop"] and "stopped at a plateau after 2 epochs" in manifest["stop"]["line"]
     assert manifest["recipe"]["holdout"] == 0.1 and manifest["recipe"]["until_plateau"]
-    assert manifest["recipe_source"]["name"] == "lenet" and said[0].startswith("recipe lenet:")
+    assert manifest["recipe_source"]["name"] == "vgg" and said[0].startswith("recipe vgg:")
     for row in history["epochs"]:
-        assert row["holdout_images"] == 40 and row["train_images"] == 360 and 0 <= row["holdout_accuracy"] <= 1
+        assert row["holdout_images"] == 200 and row["train_images"] == 1800 and 0 <= row["holdout_accuracy"] <= 1
     assert manifest["stop"]["best_holdout_accuracy"] == history["epochs"][0]["holdout_accuracy"]
 
 
 def test_training_without_a_plateau_stops_at_the_maximum(tmp_path, data_dir):
-    run_dir = train.train_export("lenet", until_plateau=True, patience=3, min_delta=0.0, epochs=2,
+    run_dir = train.train_export(MODEL, until_plateau=True, patience=3, min_delta=0.0, epochs=2,
                                  data_dir=str(data_dir), out=str(tmp_path), log=lambda line: None, **QUICK)
     stop = json.loads((run_dir / "manifest.json").read_text())["stop"]
     assert (stop["reason"], stop["epochs_trained"], stop["max_epochs"]) == ("max_epochs", 2, 2)
@@ -83,7 +86,7 @@ def test_training_without_a_plateau_stops_at_the_maximum(tmp_path, data_dir):
 def test_an_interrupted_plateau_run_resumes_and_decides_as_an_unbroken_one(tmp_path, data_dir, monkeypatch):
     options = dict(until_plateau=True, patience=1, min_delta=0.5, epochs=4, data_dir=str(data_dir),
                    log=lambda line: None, **QUICK)
-    unbroken = train.train_export("lenet", out=str(tmp_path / "a"), **options)
+    unbroken = train.train_export(MODEL, out=str(tmp_path / "a"), **options)
     real_train_epoch = train_run.train_epoch
 
     def interrupted_in_epoch_2(*args, **kwargs):
@@ -93,9 +96,9 @@ def test_an_interrupted_plateau_run_resumes_and_decides_as_an_unbroken_one(tmp_p
 
     monkeypatch.setattr(train_run, "train_epoch", interrupted_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        train.train_export("lenet", out=str(tmp_path / "b"), **options)
+        train.train_export(MODEL, out=str(tmp_path / "b"), **options)
     monkeypatch.setattr(train_run, "train_epoch", real_train_epoch)
-    resumed = train.train_export("lenet", out=str(tmp_path / "b"), resume=True, **options)
+    resumed = train.train_export(MODEL, out=str(tmp_path / "b"), resume=True, **options)
     first, second = (json.loads((d / "history.json").read_text()) for d in (unbroken, resumed))
     assert first["stop"]["reason"] == second["stop"]["reason"] == "plateau"
     assert len(first["epochs"]) == len(second["epochs"]) == 2
@@ -104,10 +107,19 @@ def test_an_interrupted_plateau_run_resumes_and_decides_as_an_unbroken_one(tmp_p
 
 def test_plateau_needs_a_holdout_and_resume_keeps_the_same_one(tmp_path, data_dir):
     with pytest.raises(VggbenchError, match="--until-plateau needs held-out images"):
-        train.train_export("lenet", until_plateau=True, holdout=0.0, data_dir=str(data_dir), out=str(tmp_path), **QUICK)
-    run_dir = train.train_export("lenet", holdout=0.1, epochs=1, data_dir=str(data_dir), out=str(tmp_path),
+        train.train_export(MODEL, until_plateau=True, holdout=0.0, data_dir=str(data_dir), out=str(tmp_path), **QUICK)
+    run_dir = train.train_export(MODEL, holdout=0.1, epochs=1, data_dir=str(data_dir), out=str(tmp_path),
                                  log=lambda line: None, **QUICK)
     (run_dir / "manifest.json").unlink()  # as if interrupted during the export
     with pytest.raises(VggbenchError, match="holdout 0.1, this run asks for 0.2"):
-        train.train_export("lenet", holdout=0.2, epochs=2, resume=True, data_dir=str(data_dir), out=str(tmp_path),
+        train.train_export(MODEL, holdout=0.2, epochs=2, resume=True, data_dir=str(data_dir), out=str(tmp_path),
                            **QUICK)
+
+
+def test_a_model_at_chance_has_not_plateaued_it_has_not_started():
+    at_chance = [0.10, 0.12, 0.09, 0.11, 0.10]
+    assert not plateau.plateau_state(at_chance, 2, 0.002).reached
+    assert plateau.stop_reason(at_chance, 5, 5, True, 2, 0.002) == plateau.STOP_MAX_EPOCHS
+    line = plateau.stop_summary([{"holdout_accuracy": a} for a in at_chance], "max_epochs", True, 2, 0.002, 5)["line"]
+    assert "it never left chance" in line
+    assert plateau.plateau_state([0.1, 0.3, 0.3, 0.3], 2, 0.002).reached  # started, then flat

@@ -15,13 +15,18 @@ import numpy as np
 from vggbench.errors import VggbenchError
 
 STOP_PLATEAU, STOP_MAX_EPOCHS, STOP_EPOCHS = "plateau", "max_epochs", "epochs"
+# A model has started learning once its best held-out accuracy reaches this (twice chance for the
+# 10 classes). Before that no plateau is declared: a slow starter (LeNet's sigmoids, a plain deep
+# VGG) sitting at chance has not plateaued, it has not begun; it trains on, at most to the maximum.
+STARTED_ACCURACY = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
 class PlateauState:
     """Where a run stands: ``best_accuracy`` (held-out, fraction) first reached at ``best_epoch``
     (1-based; 0 before any epoch) and ``epochs_since_best`` epochs without an improvement of more
-    than ``min_delta`` since; ``reached`` when that has lasted ``patience`` epochs."""
+    than ``min_delta`` since; ``reached`` when that has lasted ``patience`` epochs and the best is
+    at least :data:`STARTED_ACCURACY`."""
 
     best_accuracy: float
     best_epoch: int
@@ -34,7 +39,7 @@ def plateau_state(accuracies: Sequence[float], patience: int, min_delta: float) 
 
     An epoch improves when its accuracy beats the best so far by more than ``min_delta``; small
     gains do not move the best, so a slow creep still counts as a plateau. Reached when the last
-    ``patience`` epochs held no improvement.
+    ``patience`` epochs held no improvement and the model has started (best >= :data:`STARTED_ACCURACY`).
     """
     if patience < 1:
         raise VggbenchError(f"--patience must be >= 1, got {patience}")
@@ -44,7 +49,7 @@ def plateau_state(accuracies: Sequence[float], patience: int, min_delta: float) 
             best, best_epoch = float(accuracy), epoch
     since = len(accuracies) - best_epoch
     return PlateauState(best if best_epoch else float("nan"), best_epoch, since,
-                        bool(best_epoch) and since >= patience)
+                        bool(best_epoch) and since >= patience and best >= STARTED_ACCURACY)
 
 
 def stop_reason(accuracies: Sequence[float], epochs_done: int, max_epochs: int, until_plateau: bool,
@@ -69,7 +74,9 @@ def describe_stop(summary: Dict[str, Any]) -> str:
                 f"more than {summary['min_delta']:g} for {summary['patience']} epochs (best "
                 f"{summary['best_holdout_accuracy']:.4f} at epoch {summary['best_epoch']})")
     if reason == STOP_MAX_EPOCHS:
-        return (f"stopped at the maximum of {summary['epochs_trained']} epochs before a plateau (best held-out "
+        never = summary.get("best_holdout_accuracy", 1.0) < STARTED_ACCURACY
+        return (f"stopped at the maximum of {summary['epochs_trained']} epochs before a plateau ("
+                + ("it never left chance; " if never else "") + f"best held-out "
                 f"{summary['best_holdout_accuracy']:.4f} at epoch {summary['best_epoch']})")
     return f"trained the fixed {summary['epochs_trained']} epochs"
 
