@@ -277,3 +277,12 @@ def mxnet_cuda_facts() -> Tuple[bool, int, Optional[str]]:
         return True, int(mx.context.num_gpus()), None
     except mx.base.MXNetError as err:  # a CUDA build without a usable driver
         return True, 0, f"MXNet cannot count GPUs: {summarize_error(err)}"
+
+
+def import_mxnet_amp():
+    """``mxnet.contrib.amp`` (MXNet's automatic mixed precision), imported after :func:`import_mxnet`
+    has set the threads and shims (``mxnet.contrib`` does not import it by itself)."""
+    import_mxnet()
+    from mxnet.contrib import amp
+
+    return amp

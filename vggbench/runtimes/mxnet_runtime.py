@@ -18,7 +18,7 @@ from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.errors import VggbenchError, summarize_error
 from vggbench.platform.cpu import bf16_unavailable_reason
 from vggbench.platform.devices import Device
-from vggbench.platform.mxnet import import_mxnet
+from vggbench.platform.mxnet import import_mxnet, import_mxnet_amp
 from vggbench.runtimes.backends import unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
 
@@ -185,8 +185,7 @@ def to_bfloat16(block, ctx):
     row never times float32)."""
     import warnings
 
-    import_mxnet()
-    from mxnet.contrib import amp
+    amp = import_mxnet_amp()
 
     with warnings.catch_warnings():  # as in load_exported: 'data' has no type; it is float32
         warnings.simplefilter("ignore")
