@@ -105,10 +105,10 @@ def test_a_child_that_dies_becomes_unavailable_rows():
 
 def test_two_builds_of_one_module_are_pointed_out():
     notes = doctor.environment_notes({"mxnet": "1.9.1", "mxnet-cu117": "1.9.1", "onnxruntime": "1.26.0",
-                                      "onnxruntime-gpu": "1.26.0"})
+                                      "onnxruntime-gpu": "1.26.0"}, clashes={})
     assert len(notes) == 2 and "pip uninstall mxnet mxnet-cu117" in notes[0]
     assert "onnxruntime and onnxruntime-gpu" in notes[1]
-    assert doctor.environment_notes({"mxnet-cu117": "1.9.1", "onnxruntime-gpu": "1.26.0"}) == []
+    assert doctor.environment_notes({"mxnet-cu117": "1.9.1", "onnxruntime-gpu": "1.26.0"}, clashes={}) == []
 
 
 def test_timed_smoke_keeps_calling_for_the_time_given():

@@ -43,16 +43,18 @@ def installed_file_clashes(distributions: Optional[Iterable[Any]] = None) -> Dic
     Parameters:
         distributions: ``importlib.metadata`` distributions (default: every one on ``sys.path``).
 
-    Left out: ``.dist-info`` folders, bytecode caches, and files that every owner records as
-    empty (the ``nvidia/__init__.py`` of a namespace package). The same distribution found twice on
-    ``sys.path`` (a user site and a venv) counts once.
+    Left out: ``.dist-info`` folders, bytecode caches, files that every owner records as empty (the
+    ``nvidia/__init__.py`` of a namespace package), and distributions vendored inside another
+    package (setuptools puts ``setuptools/_vendor`` on ``sys.path``; its copies are setuptools'
+    own files, not a second install). The same distribution found twice on ``sys.path`` (a user site
+    and a venv) counts once.
     """
     owners: Dict[str, Dict[str, Optional[int]]] = {}
     seen = set()
     for dist in metadata.distributions() if distributions is None else distributions:
         name = (dist.metadata["Name"] or "?").lower().replace("_", "-")
         root = str(dist.locate_file(""))
-        if (name, root) in seen:
+        if (name, root) in seen or "_vendor" in Path(root).parts:
             continue
         seen.add((name, root))
         for entry in dist.files or ():
