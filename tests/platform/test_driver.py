@@ -253,6 +253,9 @@ def _dist_info(site: Path, name: str, files) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
     rows = [f"{path},sha256=x,{size}" for path, size in files] + [f"{info.name}/RECORD,,"]
     (info / "RECORD").write_text("\n".join(rows) + "\n")
+    for path, size in files:  # real files: the importlib_metadata backport lists only files that exist
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_bytes(b"x" * size)
 
 
 def test_installed_records_that_share_a_file_are_found(tmp_path):
