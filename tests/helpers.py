@@ -111,3 +111,14 @@ def add_opt_variant(run_dir: Path) -> Path:
     artifacts.record_file(manifest, run_dir, artifacts.ONNX_VARIANT_FILES["opt"])
     artifacts.write_manifest(run_dir, manifest)
     return run_dir
+
+
+def tampered_copy(run_dir: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of ``run_dir`` whose file ``name`` has one byte appended (its sha256 no longer matches)."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    with open(copy / name, "ab") as handle:
+        handle.write(b"\0")
+    return copy

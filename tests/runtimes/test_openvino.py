@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import tampered_copy
 
 from vggbench.platform.cpu import bf16_unavailable_reason
 from vggbench.runtimes import BackendUnavailable, load_runtime, unavailable_reason
@@ -123,7 +124,6 @@ def test_compute_only_path_and_static_shapes(int8_run_dir, images):
 
 
 def test_precisions_it_does_not_run_and_tampered_files(int8_run_dir, tmp_path):
-    import shutil
 
     from vggbench.errors import VggbenchError
 
@@ -131,10 +131,7 @@ def test_precisions_it_does_not_run_and_tampered_files(int8_run_dir, tmp_path):
     assert "GPU" in unavailable_reason("openvino", "fp16")
     with pytest.raises(BackendUnavailable):
         load_runtime("openvino", int8_run_dir, precision="fp16")
-    copy = tmp_path / "copy"
-    shutil.copytree(int8_run_dir, copy)
-    with open(copy / "model.int8.onnx", "ab") as handle:
-        handle.write(b"\0")
+    copy = tampered_copy(int8_run_dir, tmp_path, "model.int8.onnx")
     with pytest.raises(VggbenchError, match="does not match the manifest"):
         load_runtime("openvino", copy, precision="int8")
 

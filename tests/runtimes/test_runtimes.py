@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from helpers import tampered_copy
 
 from vggbench import runtimes
 from vggbench.errors import VggbenchError
@@ -99,14 +100,10 @@ def test_precision_combinations_that_cannot_run():
 
 
 def test_missing_variant_and_tampered_file_are_refused(untrained_run_dir, tmp_path):
-    import shutil
 
     with pytest.raises(VggbenchError, match="lists no 'model.int8.onnx'"):
         load_runtime("ort-cpu", untrained_run_dir, precision="int8")
-    copy = tmp_path / "copy"
-    shutil.copytree(untrained_run_dir, copy)
-    with open(copy / "model.onnx", "ab") as handle:
-        handle.write(b"\0")
+    copy = tampered_copy(untrained_run_dir, tmp_path, "model.onnx")
     with pytest.raises(VggbenchError, match="does not match the manifest"):
         load_runtime("ort-cpu", copy)
 
