@@ -556,11 +556,7 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
         ax.set_xscale("log", base=2)
         ax.set_xticks(batches)
         ax.set_xticklabels([str(b) for b in batches])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("images/s (median, 95% CI)")
-        ax.set_title(f"input {size}x{size}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        _throughput_axes(ax, "batch size", f"input {size}x{size}", "small")
     return _png(fig, f"Throughput vs batch size ({mode})")
 
 
@@ -596,12 +592,17 @@ def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> byte
             value, low, high = row["images_per_s"], row.get("images_per_s_ci_low"), row.get("images_per_s_ci_high")
             ax.errorbar([row["memory_peak_rss_bytes"] / 2 ** 20], [value], fmt="o", capsize=3, label=label,
                         yerr=[[value - low if low is not None else 0.0], [high - value if high is not None else 0.0]])
-        ax.set_xlabel("peak resident memory over the idle worker (MiB)")
-        ax.set_ylabel("images/s (median, 95% CI)")
-        ax.set_title(f"batch {batch}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small")
+        _throughput_axes(ax, "peak resident memory over the idle worker (MiB)", f"batch {batch}", "x-small")
     return _png(fig, f"Throughput vs memory ({mode})")
+
+
+def _throughput_axes(ax, xlabel: str, title: str, legend_size: str) -> None:
+    """Labels, grid and legend shared by the throughput plots (y: images/s with its 95% CI)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("images/s (median, 95% CI)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=legend_size)
 
 
 def _png(fig, title: str) -> bytes:
