@@ -43,13 +43,13 @@ def test_paired_speedups(benchmark, suite, case, run_dir, int8_skip_reason, data
 
     benchmark.group = f"paired {case.id} batch {', '.join(map(str, batch_sizes))}"
     results = benchmark.pedantic(run, rounds=1, iterations=1)
-    rows = [row for row in results["rows"] if row["status"] == "ok"]
+    rows = [row for row in results["rows"] if row.ok]
     expected = {("mxnet-hybrid", "fp32")} | {("ort-cpu", p) for p in precisions if p != "bf16"} | {
         ("openvino", p) for p in precisions} | ({("mxnet-hybrid", "bf16")} if "bf16" in precisions else set())
-    if {(r["backend"], r["precision"]) for r in rows} != expected:
-        pytest.fail("paired sweep rows failed: " + "; ".join(r["status"] for r in results["rows"]))
-    rows.sort(key=lambda r: r["batch_size"] != suite.batch_size)  # the suite's batch first: the fp32 floors use it
+    if {(r.backend, r.precision) for r in rows} != expected:
+        pytest.fail("paired sweep rows failed: " + "; ".join(r.status_text for r in results["rows"]))
+    rows.sort(key=lambda r: r.batch_size != suite.batch_size)  # the suite's batch first: the fp32 floors use it
     benchmark.extra_info.update(suite.info(case, kind="paired", **cpu_units(), paired_rows=[
-        {"backend": r["backend"], "precision": r["precision"], "batch_size": r["batch_size"],
-         "round_images_per_s": r["round_images_per_s"], "images_per_s": r["images_per_s"], "rounds": r["rounds"]}
+        {"backend": r.backend, "precision": r.precision, "batch_size": r.batch_size,
+         "round_images_per_s": r.round_images_per_s, "images_per_s": r.images_per_s, "rounds": r.rounds}
         for r in rows]))

@@ -50,11 +50,11 @@ def test_int8_is_made_and_a_default_sweep_has_only_ok_and_no_driver_rows(int8_ru
     assert (int8_run_dir / "model.int8.onnx").is_file()
     document = sweep([str(int8_run_dir)], data_dir=str(data_dir), log=lambda message: None, **QUICK_BENCH)
     rows = document["rows"]
-    gpu_rows = [row for row in rows if row["backend"] in GPU_BACKENDS]
-    cpu_rows = [row for row in rows if row["backend"] not in GPU_BACKENDS]
-    assert gpu_rows and all(row["status"].startswith(f"unavailable: {NO_DRIVER}") for row in gpu_rows)
-    assert all(row["status"] == "ok" or row["precision"] == "bf16" for row in cpu_rows), \
-        [row["status"] for row in cpu_rows if row["status"] != "ok"]
-    assert any(row["backend"] == "ort-cpu" and row["precision"] == "int8" and row["status"] == "ok" for row in rows)
-    assert not any(row["status"].startswith("error") for row in rows)
+    gpu_rows = [row for row in rows if row.backend in GPU_BACKENDS]
+    cpu_rows = [row for row in rows if row.backend not in GPU_BACKENDS]
+    assert gpu_rows and all(row.status_text.startswith(f"unavailable: {NO_DRIVER}") for row in gpu_rows)
+    assert all(row.ok or row.precision == "bf16" for row in cpu_rows), \
+        [row.status_text for row in cpu_rows if not row.ok]
+    assert any(row.backend == "ort-cpu" and row.precision == "int8" and row.ok for row in rows)
+    assert not any(row.status_text.startswith("error") for row in rows)
     assert R.exit_code(rows) == EXIT_OK

@@ -19,8 +19,8 @@ def test_exercises_train_bench_and_publish(tmp_path, data_dir):
     assert [e["name"] for e in published["exercises"]] == ["baselines"]
     models = {info["model"] for info in published["results"]["settings"]["models"]}
     assert models == {"lenet", "alexnet", "vgg11"}
-    rows = [r for r in published["results"]["rows"] if r["status"] == "ok"]
-    assert {(r["model"], r["backend"]) for r in rows} == {(m, b) for m in models for b in ("mxnet-hybrid", "ort-cpu")}
+    rows = [r for r in published["results"]["rows"] if r.ok]
+    assert {(r.model, r.backend) for r in rows} == {(m, b) for m in models for b in ("mxnet-hybrid", "ort-cpu")}
     for history in published["histories"].values():
         assert len(history) == 1 and 0 <= history[0]["test_accuracy"] <= 1
     markdown = (out / "exercises.md").read_text()

@@ -153,7 +153,7 @@ def write_outputs(results: Dict[str, Any], json_path=None, csv_path=None, markdo
         write_bytes_atomic(plot_path, report.throughput_png(results["rows"],
                                                             recommendations=results.get("recommendations")))
         written.append(f"wrote plot: {plot_path}")
-        if any(r.get("memory_peak_rss_bytes") is not None for r in results["rows"]):
+        if any(r.memory_peak_rss_bytes is not None for r in results["rows"]):
             memory_path = memory_plot_path(plot_path)
             write_bytes_atomic(memory_path, report.memory_scatter_png(results["rows"]))
             written.append(f"wrote plot: {memory_path}")

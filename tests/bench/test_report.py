@@ -39,11 +39,11 @@ def _two_sizes(bench_results):
     results = copy.deepcopy(bench_results)
     extra = copy.deepcopy(results["rows"])
     for row in extra:
-        row["input_size"], row["run_dir"] = 224, row["run_dir"].replace("-96", "-224")
-        if row["images_per_s"]:
-            row["images_per_s"] /= 5
-            row["images_per_s_ci_low"] /= 5
-            row["images_per_s_ci_high"] /= 5
+        row.input_size, row.run_dir = 224, row.run_dir.replace("-96", "-224")
+        if row.images_per_s:
+            row.images_per_s /= 5
+            row.images_per_s_ci_low /= 5
+            row.images_per_s_ci_high /= 5
     results["rows"] += extra
     return results
 
@@ -58,20 +58,21 @@ def test_all_columns_table_footnotes_the_reasons(bench_results):
                    "p99 ms", "rounds", "% peak", "top-1 %", "Δ pts", "loaded MiB", "peak MiB", "file MiB",
                    "params MiB", "load ms", "1st call ms", "J/image", "status"):
         assert column in header
-    reasons = {r["status"].split(": ", 1)[1] for r in bench_results["rows"] if r["status"] != "ok"}
+    reasons = {r.reason for r in bench_results["rows"] if not r.ok}
     assert not any(reason in line for line in table for reason in reasons)  # they live in footnotes
     footnotes = [line for line in text.splitlines() if line.startswith("[")]
     assert {line.split("] ", 1)[1] for line in footnotes} == reasons
     assert sum("unavailable [" in line for line in table) == sum(
-        r["status"].startswith("unavailable") for r in bench_results["rows"])
+        r.status_text.startswith("unavailable") for r in bench_results["rows"])
     assert "mode e2e = end-to-end (host numpy in/out)" in text
     assert "exactly 3 round(s) per row" in text and "GFLOP/image" in text and "ceiling cpu fp32: " in text
     assert "64 real Fashion-MNIST test images" in text and "machine:" in text
 
 
 def test_cells_show_the_interval_and_mark_noisy_and_unclear_rows():
-    row = {"images_per_s": 47.04, "images_per_s_ci_low": 46.4, "images_per_s_ci_high": 47.6, "noisy": False,
-           "speedup_vs_mxnet_hybrid": 1.26, "speedup_ci_low": 1.2, "speedup_ci_high": 1.31, "speedup_clear": True}
+    row = R.Row(model="vgg11", input_size=96, width_ratio=1.0, backend="ort-cpu", images_per_s=47.04,
+                images_per_s_ci_low=46.4, images_per_s_ci_high=47.6, noisy=False, speedup_vs_mxnet_hybrid=1.26,
+                speedup_ci_low=1.2, speedup_ci_high=1.31, speedup_clear=True)
     assert report.images_per_s_cell(row) == "47.0 ±0.6"
     assert report.speedup_cell(row) == "1.26x [1.20-1.31]"
     row.update(noisy=True, speedup_ci_low=0.97, speedup_clear=False)
@@ -110,15 +111,15 @@ def test_csv_markdown_and_plot(bench_results):
 
 
 def test_plot_without_measured_rows_is_a_user_error(bench_results):
-    unavailable = [r for r in bench_results["rows"] if r["status"] != "ok"]
+    unavailable = [r for r in bench_results["rows"] if not r.ok]
     with pytest.raises(VggbenchError, match="nothing to plot"):
         report.throughput_png(unavailable)
 
 
 def test_json_round_trip_through_compare_from(bench_results, results_file, tmp_path, capsys):
     loaded = R.load_results([results_file])
-    assert [r["images_per_s"] for r in loaded["rows"]] == [r["images_per_s"] for r in bench_results["rows"]]
-    assert [r["speedup_ci_low"] for r in loaded["rows"]] == [r["speedup_ci_low"] for r in bench_results["rows"]]
+    assert [r.images_per_s for r in loaded["rows"]] == [r.images_per_s for r in bench_results["rows"]]
+    assert [r.speedup_ci_low for r in loaded["rows"]] == [r.speedup_ci_low for r in bench_results["rows"]]
     assert loaded["environment"] == bench_results["environment"]
 
     out = tmp_path / "out"
@@ -131,7 +132,7 @@ def test_json_round_trip_through_compare_from(bench_results, results_file, tmp_p
     assert "wrote plot:" in printed.out and "mode e2e = end-to-end" in printed.out
     merged = json.loads((out / "merged.json").read_text())
     assert merged["schema"] == R.SCHEMA
-    assert [r["images_per_s"] for r in merged["rows"]] == [r["images_per_s"] for r in bench_results["rows"]]
+    assert [r["images_per_s"] for r in merged["rows"]] == [r.images_per_s for r in bench_results["rows"]]
     assert (out / "c.png").read_bytes()[:8] == PNG_MAGIC
     assert (out / "c.csv").read_text().count("\n") == 1 + len(bench_results["rows"])
     assert "## Throughput side by side" in (out / "c.md").read_text()
@@ -142,14 +143,14 @@ def test_json_round_trip_through_compare_from(bench_results, results_file, tmp_p
 def test_compare_from_several_files_and_filters(bench_results, results_file, tmp_path):
     other = tmp_path / "results" / "vgg11-224.json"
     two = _two_sizes(bench_results)
-    two["rows"] = [r for r in two["rows"] if r["input_size"] == 224]
+    two["rows"] = [r for r in two["rows"] if r.input_size == 224]
     R.write_results(other, two)
     results = workflows.compare(from_files=[results_file, other], backends=["ort-cpu", "mxnet-hybrid"])
-    assert {r["input_size"] for r in results["rows"]} == {96, 224}
-    assert {r["backend"] for r in results["rows"]} == {"ort-cpu", "mxnet-hybrid"}
+    assert {r.input_size for r in results["rows"]} == {96, 224}
+    assert {r.backend for r in results["rows"]} == {"ort-cpu", "mxnet-hybrid"}
     assert len(results["environments"]) == 2
     only_224 = workflows.compare(from_files=[results_file, other], sizes=[224])
-    assert {r["input_size"] for r in only_224["rows"]} == {224}
+    assert {r.input_size for r in only_224["rows"]} == {224}
     with pytest.raises(VggbenchError, match="no rows"):
         workflows.compare(from_files=[results_file], models=["vgg16"])
 
@@ -188,7 +189,7 @@ def test_compare_benches_the_runs_it_finds_and_reports_missing_ones(bench_run_di
     assert said == [f"no run for vgg11 at 224: make it with `vggbench train-export vgg11 --size 224 --out {runs}` "
                     f"(or add --train)"]
     assert results["settings"]["missing_runs"] == said and results["settings"]["run_dirs"] == [str(runs / "vgg11-96")]
-    speedups = {(r["backend"], r["precision"]): r["speedup_vs_mxnet_hybrid"] for r in results["rows"]}
+    speedups = {(r.backend, r.precision): r.speedup_vs_mxnet_hybrid for r in results["rows"]}
     assert speedups[("mxnet-hybrid", "fp32")] == 1.0 and speedups[("ort-cpu", "fp32")] > 0
 
 
@@ -200,9 +201,9 @@ def test_compare_train_really_trains_the_missing_run(tmp_path, data_dir):
         train_options={"epochs": 1, "train_limit": 256, "test_limit": 128, "parity_images": 64,
                        "data_dir": str(data_dir), "progress": False},
         data_dir=str(data_dir), **dict(QUIET, batch_sizes=[1], modes=["end-to-end"], accuracy_limit=0))
-    [row] = [r for r in results["rows"] if r["precision"] == "fp32"]  # besides ort-cpu's bf16 "unavailable" row
-    assert (row["model"], row["input_size"], row["width_ratio"], row["status"]) == ("vgg11", 64, 32, "ok")
-    assert row["run_dir"] == str(tmp_path / "runs" / "vgg11-w32-64")
+    [row] = [r for r in results["rows"] if r.precision == "fp32"]  # besides ort-cpu's bf16 "unavailable" row
+    assert (row.model, row.input_size, row.width_ratio, row.status_text) == ("vgg11", 64, 32, "ok")
+    assert row.run_dir == str(tmp_path / "runs" / "vgg11-w32-64")
     manifest = json.loads((tmp_path / "runs" / "vgg11-w32-64" / "manifest.json").read_text())
     assert manifest["trained"] is True and manifest["width_ratio"] == 32
 
@@ -214,9 +215,9 @@ def test_a_variant_flagged_by_optimize_is_marked_in_the_tables(bench_run_dir):
     manifest = artifacts.read_manifest(bench_run_dir)
     manifest["variants"] = {"opt": {"flagged": True, "accuracy_drop_points": 1.5}}
     info = sweep.run_info(bench_run_dir, manifest)
-    row = R.new_row(info, "ort-cpu", "cpu", "opt", "ok", 16, R.MODE_END_TO_END)
+    row = R.new_row(info, "ort-cpu", "cpu", "opt", batch_size=16, mode=R.MODE_END_TO_END)
     row.update(images_per_s=100.0, images_per_s_ci_low=99.0, images_per_s_ci_high=101.0)
-    assert row["variant_flagged"] is True and row["variant_accuracy_drop_points"] == 1.5
+    assert row.variant_flagged is True and row.variant_accuracy_drop_points == 1.5
     assert "opt FLAGGED (-1.50 pts)" in report.results_table([row])
     assert "ort-cpu opt FLAGGED" in report.throughput_pivot([row])
 

@@ -7,6 +7,7 @@ import json
 
 from vggbench import workflows
 from vggbench.bench import report
+from vggbench.bench.results import Status
 from vggbench.cli import main
 
 
@@ -16,16 +17,16 @@ def _widest(rows):
     rows = copy.deepcopy(rows)
     wide = []
     for row in rows:
-        if row["status"] == "ok":
+        if row.ok:
             row.update(backend="mxnet-hybrid-gpu", variant_flagged=True, images_per_s=1234.5,
                        images_per_s_ci_low=1111.1, images_per_s_ci_high=1357.9, speedup_vs_mxnet_hybrid=12.34,
                        speedup_clear=False, latency_p99_ms=1234.56, top1_accuracy=0.8891,
                        accuracy_delta_vs_mxnet_points=-12.34, memory_peak_rss_bytes=12345 * 2 ** 20,
                        model_file_bytes=54321 * 2 ** 20)
-        other = dict(copy.deepcopy(row), model="vgg16_bn", input_size=224)
+        other = row.copy(model="vgg16_bn", input_size=224)
         wide += [row, other]
     for number in range(12):  # a two-digit footnote number
-        wide.append(dict(copy.deepcopy(rows[0]), status=f"error: failure number {number}", mode=None))
+        wide.append(rows[0].copy(status=Status.ERROR, reason=f"failure number {number}", mode=None))
     return wide
 
 
@@ -59,6 +60,7 @@ def test_plot_writes_the_memory_scatter_beside_the_bars(bench_results, tmp_path)
 
 def test_cli_from_an_older_results_file_and_columns_all(bench_results, tmp_path, capsys):
     old = copy.deepcopy(bench_results)
+    old["rows"] = [row.to_json() for row in old["rows"]]
     for row in old["rows"]:  # a results file of the previous release: none of the new fields
         for key in [k for k in row if k.startswith(("memory_", "load_", "energy_", "ceiling_", "gpu_memory"))
                     or k in ("model_file_bytes", "parameter_bytes", "parameter_count")]:

@@ -42,58 +42,58 @@ def test_results_document_shape(bench_results):
     assert "exactly 3 round(s) per row" in settings["timing_policy"]
     assert settings["models"][0]["gflops_per_image"] > 0
     assert (settings["threads"], settings["threads_source"]) == sweep.resolve_threads()
-    assert {r["threads"] for r in bench_results["rows"] if r["status"] == "ok"} == {settings["threads"]}
+    assert {r.threads for r in bench_results["rows"] if r.ok} == {settings["threads"]}
     for row in bench_results["rows"]:
-        assert set(R.ROW_KEYS) <= set(row)
+        assert isinstance(row, R.Row) and set(R.ROW_KEYS) <= set(row.to_json())
 
 
 def test_every_cpu_backend_gives_complete_rows_with_rounds_and_intervals(bench_results):
-    ok = [r for r in bench_results["rows"] if r["status"] == "ok"]
-    combos = {(r["backend"], r["precision"], r["batch_size"], r["mode"]) for r in ok}
+    ok = [r for r in bench_results["rows"] if r.ok]
+    combos = {(r.backend, r.precision, r.batch_size, r.mode) for r in ok}
     modes = (R.MODE_END_TO_END, R.MODE_COMPUTE_ONLY)
     expected = {(b, "fp32", n, m) for b in CPU for n in (1, 4) for m in modes}
     expected |= {("ort-cpu", "opt", n, m) for n in (1, 4) for m in modes}
     expected |= {(b, "bf16", n, m) for b in CPU_BF16 for n in (1, 4) for m in modes if HAS_BF16}
     assert combos == expected and len(ok) == len(expected)
     for row in ok:
-        assert row["model"] == "vgg11" and row["input_size"] == 96 and row["width_ratio"] == 16
-        assert row["rounds"] == 3 and row["calls"] == 6 and row["warmup"] == 1 and row["device"] == "cpu"
-        rounds = row["round_images_per_s"]
+        assert row.model == "vgg11" and row.input_size == 96 and row.width_ratio == 16
+        assert row.rounds == 3 and row.calls == 6 and row.warmup == 1 and row.device == "cpu"
+        rounds = row.round_images_per_s
         assert len(rounds) == 3 and all(value > 0 for value in rounds)
-        assert row["images_per_s"] == pytest.approx(float(np.median(rounds)))
-        assert row["images_per_s_ci_low"] <= row["images_per_s"] <= row["images_per_s_ci_high"]
-        assert row["noisy"] is True  # 3 rounds are too few for a 95% interval of a median
-        assert 0 < row["latency_min_ms"] <= row["latency_p50_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"]
-        assert row["gflops_per_s"] == pytest.approx(row["gflops_per_image"] * row["images_per_s"])
-        if (row["backend"], row["precision"]) != ("mxnet-hybrid", "bf16"):  # MXNet has no bf16 GEMM
-            assert row["peak_gflops_per_s"] > 0 and "128x128" in row["peak_kernel"]
-            assert row["ceiling_gflops_per_s"] >= row["peak_gflops_per_s"] and 0 < row["pct_of_peak"] <= 100
-        assert 0 <= row["top1_accuracy"] <= 1 and row["accuracy_images"] == 64
-        if row["precision"] != "bf16":
-            assert abs(row["accuracy_delta_vs_mxnet_points"]) <= 100 / 64 + 1e-9  # same images, fp32: <= 1 image
-        assert row["accuracy_reference"].startswith("mxnet-hybrid fp32")
-        assert row["threads"] >= 1 and row["runtime"]["backend"] == row["backend"]
-        assert row["load_avg_before"] >= 0 and row["load_avg_after"] >= 0
+        assert row.images_per_s == pytest.approx(float(np.median(rounds)))
+        assert row.images_per_s_ci_low <= row.images_per_s <= row.images_per_s_ci_high
+        assert row.noisy is True  # 3 rounds are too few for a 95% interval of a median
+        assert 0 < row.latency_min_ms <= row.latency_p50_ms <= row.latency_p90_ms <= row.latency_p99_ms
+        assert row.gflops_per_s == pytest.approx(row.gflops_per_image * row.images_per_s)
+        if (row.backend, row.precision) != ("mxnet-hybrid", "bf16"):  # MXNet has no bf16 GEMM
+            assert row.peak_gflops_per_s > 0 and "128x128" in row.peak_kernel
+            assert row.ceiling_gflops_per_s >= row.peak_gflops_per_s and 0 < row.pct_of_peak <= 100
+        assert 0 <= row.top1_accuracy <= 1 and row.accuracy_images == 64
+        if row.precision != "bf16":
+            assert abs(row.accuracy_delta_vs_mxnet_points) <= 100 / 64 + 1e-9  # same images, fp32: <= 1 image
+        assert row.accuracy_reference.startswith("mxnet-hybrid fp32")
+        assert row.threads >= 1 and row.runtime["backend"] == row.backend
+        assert row.load_avg_before >= 0 and row.load_avg_after >= 0
     for row in ok:
-        base = next(r for r in ok if r["backend"] == "mxnet-hybrid" and r["batch_size"] == row["batch_size"]
-                    and r["mode"] == row["mode"])
-        ratios = np.asarray(row["round_images_per_s"]) / np.asarray(base["round_images_per_s"])
-        assert row["speedup_vs_mxnet_hybrid"] == pytest.approx(float(np.median(ratios)))
+        base = next(r for r in ok if r.backend == "mxnet-hybrid" and r.batch_size == row.batch_size
+                    and r.mode == row.mode)
+        ratios = np.asarray(row.round_images_per_s) / np.asarray(base.round_images_per_s)
+        assert row.speedup_vs_mxnet_hybrid == pytest.approx(float(np.median(ratios)))
         if row is not base:
-            assert row["speedup_ci_low"] <= row["speedup_vs_mxnet_hybrid"] <= row["speedup_ci_high"]
-            assert row["speedup_pairs"] == 3 and isinstance(row["speedup_clear"], bool)
-    ort = {r["precision"]: r["runtime"]["model_file"] for r in ok if r["backend"] == "ort-cpu"}
+            assert row.speedup_ci_low <= row.speedup_vs_mxnet_hybrid <= row.speedup_ci_high
+            assert row.speedup_pairs == 3 and isinstance(row.speedup_clear, bool)
+    ort = {r.precision: r.runtime["model_file"] for r in ok if r.backend == "ort-cpu"}
     assert ort == {"fp32": "model.onnx", "opt": "model.opt.onnx"}
 
 
 @NO_GPU
 def test_gpu_backends_are_unavailable_rows_with_reasons(bench_results):
-    other = [r for r in bench_results["rows"] if r["status"] != "ok"]
+    other = [r for r in bench_results["rows"] if not r.ok]
     bf16_reasons = {("mxnet", "bf16"), ("ort-cpu", "bf16")} | (set() if HAS_BF16 else {(b, "bf16") for b in CPU_BF16})
-    assert {(r["backend"], r["precision"]) for r in other} == {(b, "fp32") for b in GPU} | bf16_reasons
+    assert {(r.backend, r.precision) for r in other} == {(b, "fp32") for b in GPU} | bf16_reasons
     for row in other:
-        assert row["status"].startswith("unavailable: ")
-        assert row["images_per_s"] is None and row["batch_size"] is None
+        assert row.status_text.startswith("unavailable: ")
+        assert row.images_per_s is None and row.batch_size is None
 
 
 @NO_GPU
@@ -152,7 +152,7 @@ def test_worker_crash_oom_and_timeout_become_error_rows(bench_run_dir, tmp_path,
     quick = dict(QUIET, accuracy_limit=0, batch_sizes=[2], modes=["end-to-end"])
     results = sweep.sweep([str(bench_run_dir)], backends=["mxnet", "mxnet-hybrid", "ort-cpu"], precisions=["fp32"],
                           command=worker, **quick)
-    status = {(r["backend"], r["precision"]): r["status"] for r in results["rows"]}
+    status = {(r.backend, r.precision): r.status_text for r in results["rows"]}
     assert status == {
         ("mxnet", "fp32"): "error: worker killed by SIGKILL (out of memory?) during batch 2 e2e",
         ("mxnet-hybrid", "fp32"): "ok",
@@ -167,7 +167,7 @@ def test_worker_crash_oom_and_timeout_become_error_rows(bench_run_dir, tmp_path,
     hung = sweep.sweep([str(bench_run_dir)], backends=["mxnet-hybrid"], precisions=["fp32"], command=worker,
                        timeout_s=10, **quick)
     assert time.perf_counter() - started < 60
-    assert [r["status"] for r in hung["rows"]] == ["error: worker timed out after 10 s and was killed "
+    assert [r.status_text for r in hung["rows"]] == ["error: worker timed out after 10 s and was killed "
                                                    "(raise --timeout?) during batch 2 e2e"]
 
 
@@ -217,27 +217,26 @@ def test_default_precisions_follow_the_run_dirs_variants():
 
 def test_speedups_from_paired_rounds_and_accuracy_deltas():
     def row(backend, rounds, acc, precision="fp32"):
-        return {key: None for key in R.ROW_KEYS} | dict(
-            run_dir="r", model="m", input_size=96, width_ratio=1, batch_size=16, mode=R.MODE_END_TO_END,
-            backend=backend, precision=precision, status="ok", images_per_s=float(np.median(rounds)),
-            round_images_per_s=rounds, top1_accuracy=acc)
+        return R.Row(run_dir="r", model="m", input_size=96, width_ratio=1, batch_size=16, mode=R.MODE_END_TO_END,
+                     backend=backend, precision=precision, images_per_s=float(np.median(rounds)),
+                     round_images_per_s=rounds, top1_accuracy=acc)
 
     drift = [40.0, 30.0, 44.0, 36.0, 41.0, 33.0, 39.0]  # the machine's speed moves both rows alike
     rows = [row("mxnet-hybrid", drift, 0.90), row("ort-cpu", [2 * v for v in drift], 0.905),
             row("mxnet", [v * 1.001 for v in drift], 0.90)]
     R.add_speedups(rows)
-    assert [r["speedup_vs_mxnet_hybrid"] for r in rows] == pytest.approx([1.0, 2.0, 1.001])
-    assert rows[1]["speedup_ci_low"] == pytest.approx(2.0) and rows[1]["speedup_clear"] is True
-    assert rows[2]["speedup_clear"] is True  # paired rounds see a 0.1% difference the medians would not
+    assert [r.speedup_vs_mxnet_hybrid for r in rows] == pytest.approx([1.0, 2.0, 1.001])
+    assert rows[1].speedup_ci_low == pytest.approx(2.0) and rows[1].speedup_clear is True
+    assert rows[2].speedup_clear is True  # paired rounds see a 0.1% difference the medians would not
     unpaired = [row("mxnet-hybrid", drift, 0.9), row("mxnet", [40.0, 31.0, 43.0, 36.0, 41.0, 32.0, 40.0], 0.9)]
     R.add_speedups(unpaired)
-    assert unpaired[1]["speedup_clear"] is False  # CI includes 1.00: no clear difference
+    assert unpaired[1].speedup_clear is False  # CI includes 1.00: no clear difference
     R.add_accuracy_deltas(rows, {"r": {}}, full_test_set=False)
-    assert [round(r["accuracy_delta_vs_mxnet_points"], 6) for r in rows] == [0.0, 0.5, 0.0]
+    assert [round(r.accuracy_delta_vs_mxnet_points, 6) for r in rows] == [0.0, 0.5, 0.0]
     alone = [row("ort-cpu", drift, 0.905)]
     R.add_accuracy_deltas(alone, {"r": {"manifest_test_accuracy": 0.9, "manifest_test_images": 10000}}, True)
-    assert alone[0]["accuracy_delta_vs_mxnet_points"] == pytest.approx(0.5)
-    assert alone[0]["accuracy_reference"].startswith("manifest")
+    assert alone[0].accuracy_delta_vs_mxnet_points == pytest.approx(0.5)
+    assert alone[0].accuracy_reference.startswith("manifest")
 
 
 def test_every_backend_gets_the_same_thread_count(monkeypatch):
@@ -270,9 +269,10 @@ def test_cli_bench_prints_table_and_method_and_writes_json(bench_run_dir, data_d
     assert "exactly 2 round(s) per row" in printed.out and "ceiling cpu fp32: " in printed.out
     results = json.loads(out.read_text())
     assert results["schema"] == R.SCHEMA and results["settings"]["threads"] == 1
-    [row] = results["rows"]
-    assert row["status"] == "ok" and row["mode"] == R.MODE_COMPUTE_ONLY and row["threads"] == 1
-    assert row["accuracy_images"] == 32 and row["accuracy_delta_vs_mxnet_points"] is None  # no MXNet here
+    [raw] = results["rows"]
+    row = R.Row.from_json(raw)
+    assert raw["status"] == "ok" and row.ok and row.mode == R.MODE_COMPUTE_ONLY and row.threads == 1
+    assert row.accuracy_images == 32 and row.accuracy_delta_vs_mxnet_points is None  # no MXNet here
     assert not list(Path(out.parent).glob(".*tmp*"))  # written atomically
 
 
@@ -297,7 +297,7 @@ def test_an_mxnet_that_cannot_import_skips_the_accuracy_pass_not_the_sweep(bench
     results = sweep.sweep([str(bench_run_dir)], backends=["ort-cpu"], precisions=["fp32"],
                           **dict(QUIET, batch_sizes=[2], modes=["end-to-end"]))
     [row] = results["rows"]
-    assert row["status"] == "ok" and row["top1_accuracy"] is None
+    assert row.ok and row.top1_accuracy is None
     assert "libcudnn.so.8" in results["settings"]["accuracy_skipped"]
     from vggbench.bench.report import render_results
 
@@ -333,4 +333,4 @@ def test_the_keyword_sweep_and_the_job_record_the_same_settings(bench_run_dir):
                 "peak_sizes", "accuracy_limit"):
         assert by_keywords["settings"][key] == by_job["settings"][key], key
     assert by_job["settings"]["runtime_options"]["graph_optimization"] == "basic"
-    assert [r["runtime"]["graph_optimization"] for r in by_job["rows"]] == ["basic"]
+    assert [r.runtime["graph_optimization"] for r in by_job["rows"]] == ["basic"]

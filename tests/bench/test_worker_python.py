@@ -33,7 +33,7 @@ def test_a_backend_runs_its_worker_with_the_named_interpreter(bench_run_dir, dat
     assert document["settings"]["worker_python"] == {"mxnet": str(python)}
     starts = marks.read_text().splitlines()
     assert starts and all(line == "-m vggbench.bench.worker" for line in starts)  # mxnet's probe and worker
-    assert {row["backend"] for row in document["rows"] if row["status"] == "ok"} == {"ort-cpu", "mxnet"}
+    assert {row.backend for row in document["rows"] if row.ok} == {"ort-cpu", "mxnet"}
 
 
 def test_a_python_that_is_not_an_interpreter_is_a_one_line_error(bench_run_dir, tmp_path, capsys):

@@ -166,4 +166,6 @@ def _json_default(value):
         return value.tolist()
     if isinstance(value, Path):
         return str(value)
+    if callable(getattr(value, "to_json", None)):  # typed records (bench.results.Row) give their JSON form
+        return value.to_json()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

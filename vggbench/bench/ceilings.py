@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from vggbench.bench.row import Row
+
 # Which arithmetic a row's precision runs: ``opt`` is the fp32 graph optimised offline.
 MATH_PRECISION = {"fp32": "fp32", "opt": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16", "int8": "int8"}
 CEILING_PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "int8")
@@ -44,7 +46,7 @@ def _candidate(gflops: float, kind: str, source: str) -> Dict[str, Any]:
     return {"gflops_per_s": float(gflops), "kind": kind, "source": source}
 
 
-def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any]] = None,
+def ceilings(rows: Sequence[Row], environment: Optional[Dict[str, Any]] = None,
              peaks: Sequence[Dict[str, Any]] = ()) -> Dict[Key, Dict[str, Any]]:
     """The ceiling of every (device, math precision) the rows ran.
 
@@ -61,13 +63,13 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
     the kernel or the formula that set it.
     """
     found: Dict[Key, List[Dict[str, Any]]] = {}
-    wanted = {(device_kind(r.get("device")), math_precision(r.get("precision"))) for r in rows
-              if r.get("precision")}
+    wanted = {(device_kind(r.device), math_precision(r.precision)) for r in rows
+              if r.precision}
     for row in rows:
-        if row.get("peak_gflops_per_s"):
-            key = (device_kind(row.get("device")), math_precision(row.get("precision")))
-            source = f"measured GEMM: {row.get('peak_kernel') or '?'} via {row.get('backend')}"
-            found.setdefault(key, []).append(_candidate(row["peak_gflops_per_s"], "measured", source))
+        if row.peak_gflops_per_s:
+            key = (device_kind(row.device), math_precision(row.precision))
+            source = f"measured GEMM: {row.peak_kernel or '?'} via {row.backend}"
+            found.setdefault(key, []).append(_candidate(row.peak_gflops_per_s, "measured", source))
     for peak in peaks:
         if peak.get("gflops_per_s"):
             key = (device_kind(peak.get("device")), math_precision(peak.get("precision")))
@@ -92,16 +94,16 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
                 source = (f"theoretical: {entry.get('formula')}; clock from {theoretical.get('clock_source')}")
                 found.setdefault(("cpu", precision), []).append(
                     _candidate(entry["gflops_per_s"], "theoretical", source))
-    fastest: Dict[Key, Dict[str, Any]] = {}
+    fastest: Dict[Key, Row] = {}
     for row in rows:
-        key = (device_kind(row.get("device")), math_precision(row.get("precision")))
-        if row.get("gflops_per_s") and key in wanted and row["gflops_per_s"] > fastest.get(key, {}).get("gflops_per_s", 0):
+        key = (device_kind(row.device), math_precision(row.precision))
+        if row.gflops_per_s and key in wanted and row.gflops_per_s > (fastest[key].gflops_per_s if key in fastest else 0):
             fastest[key] = row
     for key, row in fastest.items():
-        if row["gflops_per_s"] > max((c["gflops_per_s"] for c in found.get(key, [])), default=0.0):
+        if row.gflops_per_s > max((c["gflops_per_s"] for c in found.get(key, [])), default=0.0):
             found.setdefault(key, []).append(_candidate(
-                row["gflops_per_s"], "row",
-                f"the fastest row ({row.get('backend')} {row.get('precision')} batch {row.get('batch_size')}): "
+                row.gflops_per_s, "row",
+                f"the fastest row ({row.backend} {row.precision} batch {row.batch_size}): "
                 f"above every measured GEMM and the theoretical peak, so the clock or unit model "
                 f"underestimates this machine"))
     result = {}
@@ -118,7 +120,7 @@ def ceilings(rows: Sequence[Dict[str, Any]], environment: Optional[Dict[str, Any
     return result
 
 
-def apply_ceilings(rows: List[Dict[str, Any]], training: Sequence[Dict[str, Any]] = (),
+def apply_ceilings(rows: List[Row], training: Sequence[Dict[str, Any]] = (),
                    environment: Optional[Dict[str, Any]] = None,
                    peaks: Sequence[Dict[str, Any]] = ()) -> List[Dict[str, Any]]:
     """Set ``ceiling_gflops_per_s``, ``ceiling_source`` and ``pct_of_peak`` of every inference row
@@ -133,29 +135,31 @@ def apply_ceilings(rows: List[Dict[str, Any]], training: Sequence[Dict[str, Any]
         training: training rows (changed in place).
         environment, peaks: see :func:`ceilings`.
     """
-    sweep_threads = {r.get("threads") for r in rows if r.get("threads") and device_kind(r.get("device")) == "cpu"}
+    sweep_threads = {r.threads for r in rows if r.threads and device_kind(r.device) == "cpu"}
 
-    def same_cores(row: Dict[str, Any]) -> bool:
-        return device_kind(row.get("devices")) != "cpu" or not sweep_threads or row.get("threads") in sweep_threads
+    def same_cores(trained: Dict[str, Any]) -> bool:
+        return device_kind(trained.get("devices")) != "cpu" or not sweep_threads or trained.get("threads") in sweep_threads
 
     comparable = [t for t in training if same_cores(t)]
     table = ceilings(list(rows) + [_training_as_row(t) for t in comparable], environment, peaks)
     for row in rows:
-        ceiling = table.get((device_kind(row.get("device")), math_precision(row.get("precision"))))
-        ceiling = ceiling if row.get("gflops_per_s") else None  # a row that measured nothing has no % of peak
-        row["ceiling_gflops_per_s"] = ceiling["gflops_per_s"] if ceiling else None
-        row["ceiling_source"] = ceiling["source"] if ceiling else None
-        row["pct_of_peak"] = (100.0 * (row["gflops_per_s"] / ceiling["gflops_per_s"])
-                              if ceiling and row.get("gflops_per_s") else None)
-    for row in training:
-        ceiling = table.get((device_kind(row.get("devices")), "fp32"))
-        usable = bool(ceiling and row.get("train_gflops_per_s") and same_cores(row))
-        row["ceiling_gflops_per_s"] = ceiling["gflops_per_s"] if usable else None
-        row["ceiling_source"] = ceiling["source"] if usable else None
-        row["pct_of_peak"] = 100.0 * (row["train_gflops_per_s"] / ceiling["gflops_per_s"]) if usable else None
+        ceiling = table.get((device_kind(row.device), math_precision(row.precision)))
+        ceiling = ceiling if row.gflops_per_s else None  # a row that measured nothing has no % of peak
+        row.ceiling_gflops_per_s = ceiling["gflops_per_s"] if ceiling else None
+        row.ceiling_source = ceiling["source"] if ceiling else None
+        row.pct_of_peak = (100.0 * (row.gflops_per_s / ceiling["gflops_per_s"])
+                           if ceiling and row.gflops_per_s else None)
+    for trained in training:
+        ceiling = table.get((device_kind(trained.get("devices")), "fp32"))
+        usable = bool(ceiling and trained.get("train_gflops_per_s") and same_cores(trained))
+        trained["ceiling_gflops_per_s"] = ceiling["gflops_per_s"] if usable else None
+        trained["ceiling_source"] = ceiling["source"] if usable else None
+        trained["pct_of_peak"] = 100.0 * (trained["train_gflops_per_s"] / ceiling["gflops_per_s"]) if usable else None
     return [dict(value) for _, value in sorted(table.items())]
 
 
-def _training_as_row(training: Dict[str, Any]) -> Dict[str, Any]:
-    return {"device": device_kind(training.get("devices")), "precision": "fp32", "backend": "training",
-            "gflops_per_s": training.get("train_gflops_per_s"), "batch_size": training.get("batch_size")}
+def _training_as_row(training: Dict[str, Any]) -> Row:
+    """A training row as the inference row a ceiling can be taken from (its fp32 GFLOP/s)."""
+    return Row(model=training.get("model"), input_size=training.get("input_size"),
+               width_ratio=training.get("width_ratio"), backend="training", device=device_kind(training.get("devices")),
+               precision="fp32", gflops_per_s=training.get("train_gflops_per_s"), batch_size=training.get("batch_size"))

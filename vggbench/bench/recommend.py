@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from vggbench.bench.results import MODE_SHORT, STATUS_OK
+from vggbench.bench.results import MODE_SHORT
+from vggbench.bench.row import Row
 from vggbench.errors import VggbenchError
 
 DEFAULT_MAX_ACCURACY_DROP_POINTS = 0.5
@@ -34,53 +35,53 @@ def check_max_accuracy_drop(points: float) -> float:
     return value
 
 
-def _cell_key(row: Dict[str, Any]) -> tuple:
-    return (row.get("run_dir"), row["model"], row["input_size"], row["width_ratio"], row["batch_size"], row["mode"])
+def _cell_key(row: Row) -> tuple:
+    return (row.run_dir, row.model, row.input_size, row.width_ratio, row.batch_size, row.mode)
 
 
-def _fp32_reference(rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+def _fp32_reference(rows: Sequence[Row]) -> Optional[Row]:
     """The fp32 row with a top-1 accuracy, by :data:`FP32_REFERENCE_BACKENDS` order (None: none)."""
-    measured = [r for r in rows if r["precision"] == "fp32" and r.get("top1_accuracy") is not None]
+    measured = [r for r in rows if r.precision == "fp32" and r.top1_accuracy is not None]
     order = {name: i for i, name in enumerate(FP32_REFERENCE_BACKENDS)}
-    measured.sort(key=lambda r: order.get(r["backend"], len(order)))
+    measured.sort(key=lambda r: order.get(r.backend, len(order)))
     return measured[0] if measured else None
 
 
-def _paired_speedup(row: Dict[str, Any], reference: Optional[Dict[str, Any]], seed: int) -> Optional[Dict[str, Any]]:
+def _paired_speedup(row: Row, reference: Optional[Row], seed: int) -> Optional[Dict[str, Any]]:
     """The winner's speedup over ``reference`` from paired rounds (ratio of medians when a side
     has no rounds), or None when the reference row did not run."""
     from vggbench.bench import stats
 
-    if not reference or not reference.get("images_per_s"):
+    if not reference or not reference.images_per_s:
         return None
     if reference is row:
         return {"speedup": 1.0, "ci_low": None, "ci_high": None, "pairs": None, "clear": None}
-    mine, theirs = row.get("round_images_per_s") or [], reference.get("round_images_per_s") or []
+    mine, theirs = row.round_images_per_s or [], reference.round_images_per_s or []
     if mine and theirs:
         fields = stats.summarize_speedup(mine, theirs, rng=np.random.default_rng(seed))
         return {"speedup": fields["speedup"], "ci_low": fields["speedup_ci_low"],
                 "ci_high": fields["speedup_ci_high"], "pairs": fields["speedup_pairs"],
                 "clear": fields["speedup_clear"]}
-    return {"speedup": row["images_per_s"] / reference["images_per_s"], "ci_low": None, "ci_high": None,
+    return {"speedup": row.images_per_s / reference.images_per_s, "ci_low": None, "ci_high": None,
             "pairs": None, "clear": None}
 
 
-def _overlaps(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+def _overlaps(a: Row, b: Row) -> bool:
     """Whether the 95% CIs of images/s of two rows overlap (a row without a CI is its median)."""
-    a_low, a_high = a.get("images_per_s_ci_low"), a.get("images_per_s_ci_high")
-    b_low, b_high = b.get("images_per_s_ci_low"), b.get("images_per_s_ci_high")
-    a_low = a["images_per_s"] if a_low is None else a_low
-    a_high = a["images_per_s"] if a_high is None else a_high
-    b_low = b["images_per_s"] if b_low is None else b_low
-    b_high = b["images_per_s"] if b_high is None else b_high
+    a_low, a_high = a.images_per_s_ci_low, a.images_per_s_ci_high
+    b_low, b_high = b.images_per_s_ci_low, b.images_per_s_ci_high
+    a_low = a.images_per_s if a_low is None else a_low
+    a_high = a.images_per_s if a_high is None else a_high
+    b_low = b.images_per_s if b_low is None else b_low
+    b_high = b.images_per_s if b_high is None else b_high
     return a_low <= b_high and b_low <= a_high
 
 
-def _name(row: Dict[str, Any]) -> str:
-    return f"{row['backend']} {row['precision']}"
+def _name(row: Row) -> str:
+    return f"{row.backend} {row.precision}"
 
 
-def recommend(rows: Sequence[Dict[str, Any]], max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS,
+def recommend(rows: Sequence[Row], max_accuracy_drop_points: float = DEFAULT_MAX_ACCURACY_DROP_POINTS,
               seed: int = 0) -> List[Dict[str, Any]]:
     """One recommendation per (run dir, model, size, width, batch size, mode) that has timed rows.
 
@@ -100,14 +101,14 @@ def recommend(rows: Sequence[Dict[str, Any]], max_accuracy_drop_points: float = 
     faster than the winner that lost more than the budget).
     """
     budget = check_max_accuracy_drop(max_accuracy_drop_points)
-    cells: Dict[tuple, List[Dict[str, Any]]] = {}
+    cells: Dict[tuple, List[Row]] = {}
     for row in rows:
-        if row.get("status") == STATUS_OK and row.get("images_per_s") and row.get("batch_size") is not None:
+        if row.ok and row.images_per_s and row.batch_size is not None:
             cells.setdefault(_cell_key(row), []).append(row)
-    by_run: Dict[Any, List[Dict[str, Any]]] = {}
+    by_run: Dict[Any, List[Row]] = {}
     for row in rows:
-        if row.get("status") == STATUS_OK:
-            by_run.setdefault(row.get("run_dir"), []).append(row)
+        if row.ok:
+            by_run.setdefault(row.run_dir, []).append(row)
     out = []
     for key, timed in cells.items():
         run_dir, model, size, width, batch_size, mode = key
@@ -121,32 +122,32 @@ def recommend(rows: Sequence[Dict[str, Any]], max_accuracy_drop_points: float = 
                               "(--accuracy-limit not 0) and an fp32 row")
             out.append(item)
             continue
-        item.update(reference=_name(reference), reference_accuracy=reference["top1_accuracy"])
+        item.update(reference=_name(reference), reference_accuracy=reference.top1_accuracy)
 
-        def drop(row: Dict[str, Any]) -> Optional[float]:
-            if row.get("top1_accuracy") is None:
+        def drop(row: Row) -> Optional[float]:
+            if row.top1_accuracy is None:
                 return None
-            return 100.0 * (reference["top1_accuracy"] - row["top1_accuracy"])
+            return 100.0 * (reference.top1_accuracy - row.top1_accuracy)
 
-        ranked = sorted(timed, key=lambda r: r["images_per_s"], reverse=True)
+        ranked = sorted(timed, key=lambda r: r.images_per_s, reverse=True)
         eligible = [r for r in ranked if drop(r) is not None and drop(r) <= budget + 1e-9]
         if not eligible:
             item["reason"] = f"no timed row has a top-1 within {budget:g} points of {_name(reference)}"
             out.append(item)
             continue
         best = eligible[0]
-        references = {name: next((r for r in timed if (r["backend"], r["precision"]) == wanted), None)
+        references = {name: next((r for r in timed if (r.backend, r.precision) == wanted), None)
                       for name, wanted in SPEEDUP_REFERENCES.items()}
-        item.update(backend=best["backend"], precision=best["precision"], images_per_s=best["images_per_s"],
-                    images_per_s_ci_low=best.get("images_per_s_ci_low"),
-                    images_per_s_ci_high=best.get("images_per_s_ci_high"),
-                    top1_accuracy=best["top1_accuracy"], accuracy_drop_points=drop(best),
+        item.update(backend=best.backend, precision=best.precision, images_per_s=best.images_per_s,
+                    images_per_s_ci_low=best.images_per_s_ci_low,
+                    images_per_s_ci_high=best.images_per_s_ci_high,
+                    top1_accuracy=best.top1_accuracy, accuracy_drop_points=drop(best),
                     speedup_vs_ort_fp32=_paired_speedup(best, references["ort_fp32"], seed),
                     speedup_vs_mxnet_hybrid=_paired_speedup(best, references["mxnet_hybrid"], seed),
                     ties=[_name(r) for r in eligible[1:] if _overlaps(best, r)],
-                    rejected_faster=[{"backend": r["backend"], "precision": r["precision"],
-                                      "images_per_s": r["images_per_s"], "accuracy_drop_points": drop(r)}
-                                     for r in ranked if r["images_per_s"] > best["images_per_s"] and r not in eligible])
+                    rejected_faster=[{"backend": r.backend, "precision": r.precision,
+                                      "images_per_s": r.images_per_s, "accuracy_drop_points": drop(r)}
+                                     for r in ranked if r.images_per_s > best.images_per_s and r not in eligible])
         out.append(item)
     out.sort(key=lambda i: (str(i["run_dir"]), i["model"], i["input_size"], i["width_ratio"], i["batch_size"],
                             str(i["mode"])))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT, ROW_KEYS, STATUS_OK, Status, row_status
+from vggbench.bench.results import MODE_END_TO_END, MODE_SHORT
+from vggbench.bench.row import ROW_KEYS, Row
 from vggbench.data import TEST_IMAGES
 from vggbench.errors import VggbenchError
 
@@ -33,11 +34,11 @@ def _compact_github(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> st
                      + [line(values) for values in cells])
 
 
-def format_table(rows: Sequence[Dict], columns: Sequence[Column], tablefmt: str = "github") -> str:
+def format_table(rows: Sequence[Any], columns: Sequence[Column], tablefmt: str = "github") -> str:
     """A table of ``rows``; ``columns`` is ``[(header, key or callable(row)), ...]``, '-' for None.
 
     Parameters:
-        rows: plain dicts.
+        rows: result rows (:class:`~vggbench.bench.row.Row`: a key is a field name) or plain dicts.
         columns: header and how to get each cell.
         tablefmt: a tabulate format.
     """
@@ -45,7 +46,8 @@ def format_table(rows: Sequence[Dict], columns: Sequence[Column], tablefmt: str 
     for row in rows:
         line = []
         for _, getter in columns:
-            value = getter(row) if callable(getter) else row.get(getter)
+            value = getter(row) if callable(getter) else (
+                row.get(getter) if isinstance(row, Mapping) else getattr(row, getter, None))
             line.append("-" if value is None else value)
         body.append(line)
     if tablefmt == "compact-github":
@@ -79,39 +81,39 @@ def _pct(value):
     return None if value is None else f"{100 * value:.2f}"
 
 
-def _multi(rows: Sequence[Dict], key: str) -> bool:
-    return len({row.get(key) for row in rows}) > 1
+def _multi(rows: Sequence[Row], field: str) -> bool:
+    return len({getattr(row, field) for row in rows}) > 1
 
 
-def _precision_label(row: Dict) -> str:
+def _precision_label(row: Row) -> str:
     """The precision, marked when `vggbench optimize` flagged the variant for losing accuracy."""
-    if row.get("variant_flagged"):
-        drop = row.get("variant_accuracy_drop_points")
-        return f"{row['precision']} FLAGGED" + (f" (-{drop:.2f} pts)" if drop is not None else "")
-    return row["precision"]
+    if row.variant_flagged:
+        drop = row.variant_accuracy_drop_points
+        return f"{row.precision} FLAGGED" + (f" (-{drop:.2f} pts)" if drop is not None else "")
+    return row.precision
 
 
-def images_per_s_cell(row: Dict) -> Optional[str]:
+def images_per_s_cell(row: Row) -> Optional[str]:
     """``47.0 ±0.6`` (median and half the 95% CI), ``~`` marking a row that did not converge."""
-    value = row.get("images_per_s")
+    value = row.images_per_s
     if value is None:
         return None
-    low, high = row.get("images_per_s_ci_low"), row.get("images_per_s_ci_high")
+    low, high = row.images_per_s_ci_low, row.images_per_s_ci_high
     text = f"{value:.1f}"
     if low is not None and high is not None:
         text += f" ±{(high - low) / 2:.1f}"
-    return text + (" ~" if row.get("noisy") else "")
+    return text + (" ~" if row.noisy else "")
 
 
-def speedup_cell(row: Dict) -> Optional[str]:
+def speedup_cell(row: Row) -> Optional[str]:
     """``1.26x [1.20-1.31]``; ``=`` when the CI includes 1.00 (no clear difference)."""
-    value = row.get("speedup_vs_mxnet_hybrid")
+    value = row.speedup_vs_mxnet_hybrid
     if value is None:
         return None
     text = f"{value:.2f}x"
-    if row.get("speedup_ci_low") is not None:
-        text += f" [{row['speedup_ci_low']:.2f}-{row['speedup_ci_high']:.2f}]"
-        if row.get("speedup_clear") is False:
+    if row.speedup_ci_low is not None:
+        text += f" [{row.speedup_ci_low:.2f}-{row.speedup_ci_high:.2f}]"
+        if row.speedup_clear is False:
             text += " ="
     return text
 
@@ -122,19 +124,18 @@ class Footnotes:
     def __init__(self) -> None:
         self._numbers: Dict[str, int] = {}
 
-    def status(self, row: Dict) -> str:
+    def status(self, row: Row) -> str:
         """``ok``, ``ok, noisy`` or ``unavailable [1]`` / ``error [2]`` with the reason as note 1/2."""
-        status, reason = row_status(row)
-        if status is Status.OK:
-            return "ok, noisy" if row.get("noisy") else "ok"
-        return self.mark(status.value, reason or str(row.get("status", "")))
+        if row.ok:
+            return "ok, noisy" if row.noisy else "ok"
+        return self.mark(row.status.value, row.reason or row.status.value)
 
     def mark(self, word: str, reason: str) -> str:
         """``word [N]`` with ``reason`` as note N (one number per distinct reason)."""
         number = self._numbers.setdefault(reason.strip(), len(self._numbers) + 1)
         return f"{word} [{number}]"
 
-    def short_status(self, row: Dict) -> str:
+    def short_status(self, row: Row) -> str:
         """:meth:`status` in fewer characters: ``ok``, ``noisy``, ``n/a [1]``, ``error [2]``."""
         text = self.status(row)
         return {"ok, noisy": "noisy"}.get(text, text.replace("unavailable", "n/a"))
@@ -158,22 +159,22 @@ def _mib(value) -> Optional[str]:
     return f"{mib:.1f}" if abs(mib) < 10 else f"{mib:.0f}"
 
 
-def _short_precision(row: Dict) -> str:
+def _short_precision(row: Row) -> str:
     """The precision, ``!`` marking a variant `vggbench optimize` flagged for losing accuracy."""
-    return row["precision"] + ("!" if row.get("variant_flagged") else "")
+    return row.precision + ("!" if row.variant_flagged else "")
 
 
-def _short_speedup(row: Dict) -> Optional[str]:
+def _short_speedup(row: Row) -> Optional[str]:
     """``1.26x``, ``=`` when its CI includes 1.00 (the interval itself is in ``--columns all``)."""
-    value = row.get("speedup_vs_mxnet_hybrid")
+    value = row.speedup_vs_mxnet_hybrid
     if value is None:
         return None
-    return f"{value:.2f}x" + (" =" if row.get("speedup_clear") is False else "")
+    return f"{value:.2f}x" + (" =" if row.speedup_clear is False else "")
 
 
-def _memory_cell(row: Dict) -> Optional[str]:
+def _memory_cell(row: Row) -> Optional[str]:
     """Resident memory of the row's worker over its idle self: the peak during the timed rounds."""
-    return _mib(row.get("memory_peak_rss_bytes"))
+    return _mib(row.memory_peak_rss_bytes)
 
 
 def _short_number(value) -> Optional[str]:
@@ -183,10 +184,10 @@ def _short_number(value) -> Optional[str]:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
-def _top1_cell(row: Dict) -> Optional[str]:
+def _top1_cell(row: Row) -> Optional[str]:
     """``88.91 (+0.12)``: top-1 % and its difference from MXNet fp32 in points."""
-    top1 = _pct(row.get("top1_accuracy"))
-    delta = row.get("accuracy_delta_vs_mxnet_points")
+    top1 = _pct(row.top1_accuracy)
+    delta = row.accuracy_delta_vs_mxnet_points
     return top1 if top1 is None or delta is None else f"{top1} ({delta:+.2f})"
 
 
@@ -194,8 +195,8 @@ def _ms(value) -> Optional[str]:
     return None if value is None else f"{1e3 * value:.0f}"
 
 
-def _energy_cell(row: Dict) -> Optional[str]:
-    value = row.get("energy_j_per_image")
+def _energy_cell(row: Row) -> Optional[str]:
+    value = row.energy_j_per_image
     return None if value is None else f"{value:.3g}"
 
 
@@ -203,15 +204,15 @@ def _columns(name: str, footnotes: "Footnotes", with_model: bool) -> List[Column
     """The table's columns: ``default`` (what a deployer compares first, within
     :data:`TERMINAL_WIDTH`) or ``all``."""
     model: List[Column] = [("model", "model"), ("size", "input_size"),
-                           ("width ÷", lambda r: f"{r['width_ratio']:g}")] if with_model else []
-    mode = ("mode", lambda r: MODE_SHORT.get(r["mode"], r["mode"]) if r.get("mode") else None)
+                           ("width ÷", lambda r: f"{r.width_ratio:g}")] if with_model else []
+    mode = ("mode", lambda r: MODE_SHORT.get(r.mode, r.mode) if r.mode else None)
     if name == "default":  # model, size and mode are the title of each table (see results_table)
         return [
             ("backend", "backend"), ("prec", _short_precision), ("batch", "batch_size"),
             ("images/s ±95%", lambda r: (images_per_s_cell(r) or "").rstrip(" ~") or None), ("x base", _short_speedup),
-            ("p99 ms", lambda r: _short_number(r.get("latency_p99_ms"))),
+            ("p99 ms", lambda r: _short_number(r.latency_p99_ms)),
             ("top-1 % (Δ)", _top1_cell),
-            ("RSS MiB", _memory_cell), ("file MiB", lambda r: _mib(r.get("model_file_bytes"))),
+            ("RSS MiB", _memory_cell), ("file MiB", lambda r: _mib(r.model_file_bytes)),
             ("status", footnotes.short_status),
         ]
     if name != "all":
@@ -220,27 +221,27 @@ def _columns(name: str, footnotes: "Footnotes", with_model: bool) -> List[Column
         ("backend", "backend"), ("precision", _precision_label), ("batch", "batch_size"), mode,
         ("images/s ±95%", images_per_s_cell),
         ("x mxnet-hybrid [95% CI]", speedup_cell),
-        ("p50 ms", lambda r: _fmt(r.get("latency_p50_ms"), ".2f")),
-        ("p99 ms", lambda r: _fmt(r.get("latency_p99_ms"), ".2f")),
+        ("p50 ms", lambda r: _fmt(r.latency_p50_ms, ".2f")),
+        ("p99 ms", lambda r: _fmt(r.latency_p99_ms, ".2f")),
         ("rounds", "rounds"),
-        ("% peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
-        ("top-1 %", lambda r: _pct(r.get("top1_accuracy"))),
-        ("Δ pts", lambda r: _fmt(r.get("accuracy_delta_vs_mxnet_points"), "+.2f")),
-        ("lib MiB", lambda r: _mib(r.get("memory_library_rss_bytes"))),
-        ("loaded MiB", lambda r: _mib(r.get("memory_load_rss_bytes"))),
+        ("% peak", lambda r: _fmt(r.pct_of_peak, ".1f")),
+        ("top-1 %", lambda r: _pct(r.top1_accuracy)),
+        ("Δ pts", lambda r: _fmt(r.accuracy_delta_vs_mxnet_points, "+.2f")),
+        ("lib MiB", lambda r: _mib(r.memory_library_rss_bytes)),
+        ("loaded MiB", lambda r: _mib(r.memory_load_rss_bytes)),
         ("peak MiB", _memory_cell),
-        ("GPU MiB*", lambda r: _mib(r.get("gpu_memory_used_bytes"))),
-        ("file MiB", lambda r: _mib(r.get("model_file_bytes"))),
-        ("params MiB", lambda r: _mib(r.get("parameter_bytes"))),
-        ("import ms", lambda r: _ms(r.get("load_library_s"))),
-        ("load ms", lambda r: _ms(r.get("load_session_s"))),
-        ("1st call ms", lambda r: _ms(r.get("load_first_inference_s"))),
+        ("GPU MiB*", lambda r: _mib(r.gpu_memory_used_bytes)),
+        ("file MiB", lambda r: _mib(r.model_file_bytes)),
+        ("params MiB", lambda r: _mib(r.parameter_bytes)),
+        ("import ms", lambda r: _ms(r.load_library_s)),
+        ("load ms", lambda r: _ms(r.load_session_s)),
+        ("1st call ms", lambda r: _ms(r.load_first_inference_s)),
         ("J/image", _energy_cell),
         ("status", footnotes.status),
     ]
 
 
-def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Optional[bool] = None,
+def results_table(rows: Sequence[Row], tablefmt: str = "github", with_model: Optional[bool] = None,
                   footnotes: Optional[Footnotes] = None, columns: str = "all") -> str:
     """Every row (ok, unavailable and error) with its numbers; reasons as numbered footnotes.
 
@@ -260,9 +261,9 @@ def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Op
     if columns == "default" and tablefmt == "github":
         tablefmt = "compact-github"
     if columns == "default":  # one table per model, size and mode, each under its title line
-        groups: Dict[tuple, List[Dict]] = {}
+        groups: Dict[tuple, List[Row]] = {}
         for row in rows:
-            groups.setdefault((row["model"], row["input_size"], row["width_ratio"], row.get("mode")), []).append(row)
+            groups.setdefault((row.model, row.input_size, row.width_ratio, row.mode), []).append(row)
         table = "\n\n".join(
             f"{model} at {size}x{size}, width ÷{width:g}, {mode or 'not run (unavailable, or failed before timing)'}:\n"
             + format_table(group, _columns(columns, footnotes, False), tablefmt=tablefmt)
@@ -274,7 +275,7 @@ def results_table(rows: Sequence[Dict], tablefmt: str = "github", with_model: Op
     return table
 
 
-def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github", width: Optional[int] = None) -> str:
+def throughput_pivot(rows: Sequence[Row], tablefmt: str = "github", width: Optional[int] = None) -> str:
     """Side by side: one line per (model, size, mode, batch), one column per backend/precision,
     cells ``images/s ±CI (speedup vs mxnet-hybrid)``; ``=`` marks no clear difference.
 
@@ -284,17 +285,17 @@ def throughput_pivot(rows: Sequence[Dict], tablefmt: str = "github", width: Opti
         width: when given, the backend columns are split over as many tables (each repeating the
             key columns) as keep every line within this many characters.
     """
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
-    columns = list(dict.fromkeys(f"{r['backend']} {_precision_label(r)}" for r in ok))
+    ok = [r for r in rows if r.ok]
+    columns = list(dict.fromkeys(f"{r.backend} {_precision_label(r)}" for r in ok))
     lines: Dict[tuple, Dict[str, str]] = {}
     for row in ok:
-        key = (row["model"], row["input_size"], row["width_ratio"], MODE_SHORT.get(row["mode"], row["mode"]),
-               row["batch_size"])
-        speedup = row.get("speedup_vs_mxnet_hybrid")
+        key = (row.model, row.input_size, row.width_ratio, MODE_SHORT.get(row.mode, row.mode),
+               row.batch_size)
+        speedup = row.speedup_vs_mxnet_hybrid
         cell = images_per_s_cell(row)
         if speedup is not None:
-            cell += f" ({speedup:.2f}x{' =' if row.get('speedup_clear') is False else ''})"
-        lines.setdefault(key, {})[f"{row['backend']} {_precision_label(row)}"] = cell
+            cell += f" ({speedup:.2f}x{' =' if row.speedup_clear is False else ''})"
+        lines.setdefault(key, {})[f"{row.backend} {_precision_label(row)}"] = cell
     def render(chosen: Sequence[str]) -> str:
         headers = ["model", "size", "width ÷", "mode", "batch"] + list(chosen)
         body = [[model, size, f"{ratio:g}", mode, batch] + [cells.get(c, "-") for c in chosen]
@@ -337,24 +338,24 @@ def _peak_notes(results: Dict) -> List[str]:
     return notes
 
 
-def _resource_notes(rows: Sequence[Dict]) -> List[str]:
+def _resource_notes(rows: Sequence[Row]) -> List[str]:
     """What the memory, size, load-time and energy fields measured, and any reason energy is missing."""
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
-    if not any(r.get("memory_load_rss_bytes") is not None for r in ok):
+    ok = [r for r in rows if r.ok]
+    if not any(r.memory_load_rss_bytes is not None for r in ok):
         return []
     notes = ["memory: each backend x precision runs in a worker process of its own; RSS from /proc "
              "(VmRSS after loading, VmHWM over the timed rounds), minus the same worker's RSS before it imported "
              "its runtime library; parameters = the weights as stored (ONNX initializers, MXNet arrays)."]
     notes.append("load: library import, load_runtime (file checked, session/graph built: ORT optimisation, "
                  "TensorRT engine build or cache) and the first two inferences at the smallest batch, each timed once.")
-    reasons = sorted({r["energy_reason"] for r in ok if r.get("energy_reason")})
-    sources = sorted({r["energy_source"] for r in ok if r.get("energy_source")})
+    reasons = sorted({r.energy_reason for r in ok if r.energy_reason})
+    sources = sorted({r.energy_source for r in ok if r.energy_source})
     if sources:
         notes.append(f"energy: joules per image over the timed rounds from {'; '.join(sources)}.")
     if reasons:
         notes.append(f"energy: not measured: {'; '.join(reasons)} (never estimated).")
-    if any(r.get("gpu_memory_note") for r in ok):
-        notes.append(f"GPU MiB*: {next(r['gpu_memory_note'] for r in ok if r.get('gpu_memory_note'))}.")
+    if any(r.gpu_memory_note for r in ok):
+        notes.append(f"GPU MiB*: {next(r.gpu_memory_note for r in ok if r.gpu_memory_note)}.")
     return notes
 
 
@@ -365,7 +366,7 @@ def results_notes(results: Dict) -> List[str]:
         results: a results document.
     """
     rows, settings, env = results["rows"], results.get("settings", {}), results.get("environment", {})
-    modes = list(dict.fromkeys(r["mode"] for r in rows if r.get("mode")))
+    modes = list(dict.fromkeys(r.mode for r in rows if r.mode))
     notes = [f"mode {MODE_SHORT.get(m, m)} = {m}" for m in modes]
     notes.append("  e2e times runtime.run(batch): host float32 NCHW in, host logits out, synced; compute times "
                  "runtime.run_staged() after staging the input on the device once, output left there, synced.")
@@ -374,34 +375,34 @@ def results_notes(results: Dict) -> List[str]:
     notes.append("images/s = median over rounds of batch x calls / round time, ± half its 95% bootstrap CI; "
                  "~ / 'noisy' = did not converge; speedups from paired rounds, '=' = CI includes 1.00 "
                  "(no clear difference).")
-    flops = {(r["model"], r["input_size"], r["width_ratio"]): r["gflops_per_image"] for r in rows
-             if r.get("gflops_per_image") is not None}
+    flops = {(r.model, r.input_size, r.width_ratio): r.gflops_per_image for r in rows
+             if r.gflops_per_image is not None}
     for (model, size, width), gflops in flops.items():
         notes.append(f"FLOPs: {model} at {size} (width ÷{width:g}) = {gflops:.3f} GFLOP/image "
                      f"(2 x multiply-adds of conv + dense layers, from the run's manifest).")
     notes += _peak_notes(results)
     notes += _resource_notes(rows)
-    accuracy = [r for r in rows if r.get("accuracy_images")]
+    accuracy = [r for r in rows if r.accuracy_images]
     if accuracy:
-        reference = next((r["accuracy_reference"] for r in accuracy if r.get("accuracy_reference")), None)
-        notes.append(f"top-1: {accuracy[0]['accuracy_images']} real Fashion-MNIST test images through each backend "
+        reference = next((r.accuracy_reference for r in accuracy if r.accuracy_reference), None)
+        notes.append(f"top-1: {accuracy[0].accuracy_images} real Fashion-MNIST test images through each backend "
                      f"(same preprocessing); Δ pts vs {reference or 'no MXNet reference in this run'}.")
     if settings.get("accuracy_limit") == 0:
         notes.append("top-1: skipped (--accuracy-limit 0).")
     elif settings.get("accuracy_skipped"):
         notes.append(f"top-1: skipped: {settings['accuracy_skipped']}.")
-    builds = {(r["backend"], r["precision"]): (r.get("runtime") or {}).get("session_create_s") for r in rows
-              if r.get("backend") == "ort-trt" and (r.get("runtime") or {}).get("session_create_s") is not None}
+    builds = {(r.backend, r.precision): (r.runtime or {}).get("session_create_s") for r in rows
+              if r.backend == "ort-trt" and (r.runtime or {}).get("session_create_s") is not None}
     for (backend, precision), seconds in builds.items():
         notes.append(f"{backend} {precision}: session creation (TensorRT engine build, or loading it from the "
                      f"run dir's cache) took {seconds:.1f} s, outside every timed round.")
-    warnings = list(dict.fromkeys(r["busy_warning"] for r in rows if r.get("busy_warning")))
+    warnings = list(dict.fromkeys(r.busy_warning for r in rows if r.busy_warning))
     if warnings:
-        notes.append(f"WARNING: {len([r for r in rows if r.get('busy_warning')])} row(s) were timed while the "
+        notes.append(f"WARNING: {len([r for r in rows if r.busy_warning])} row(s) were timed while the "
                      f"machine was busy, e.g. {warnings[0]}.")
     if env:
         versions = env.get("versions", {})
-        threads = sorted({r.get("threads") for r in rows if r.get("threads")})
+        threads = sorted({r.threads for r in rows if r.threads})
         if settings.get("threads_source"):
             threads = f"{threads} ({settings['threads_source']}, same for every backend)"
         gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
@@ -471,12 +472,13 @@ def recommendation_table(results: Dict) -> str:
                                 disable_numparse=True), recommendation_note(recommendations)])
 
 
-def csv_text(rows: Sequence[Dict]) -> str:
-    """All row keys as columns (lists and dicts as JSON text).
+def csv_text(rows: Sequence[Row]) -> str:
+    """All keys of the rows' JSON form as columns (lists and dicts as JSON text).
 
     Parameters:
         rows: result rows.
     """
+    rows = [row.to_json() for row in rows]
     keys = list(ROW_KEYS) + sorted({key for row in rows for key in row} - set(ROW_KEYS))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
@@ -504,7 +506,7 @@ def markdown_report(results: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
+def throughput_png(rows: Sequence[Row], mode: Optional[str] = None,
                    recommendations: Optional[Sequence[Dict]] = None) -> bytes:
     """Throughput vs batch size with 95% CI error bars, one line per (model,) backend + precision,
     one panel per input size; returns the PNG bytes.
@@ -520,27 +522,27 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    ok = [r for r in rows if r.ok]
     if not ok:
         raise VggbenchError("nothing to plot: no row was measured (all unavailable or errors)")
-    modes = {r["mode"] for r in ok}
+    modes = {r.mode for r in ok}
     mode = mode or (MODE_END_TO_END if MODE_END_TO_END in modes else sorted(modes)[0])
-    ok = [r for r in ok if r["mode"] == mode]
-    sizes = sorted({r["input_size"] for r in ok})
+    ok = [r for r in ok if r.mode == mode]
+    sizes = sorted({r.input_size for r in ok})
     with_model = _multi(ok, "model") or _multi(ok, "width_ratio")
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
     for ax, size in zip(axes[0], sizes):
         lines: Dict[str, List[tuple]] = {}
         for row in ok:
-            if row["input_size"] != size:
+            if row.input_size != size:
                 continue
-            label = f"{row['backend']} {row['precision']}"
+            label = f"{row.backend} {row.precision}"
             if with_model:
-                label = f"{row['model']} ÷{row['width_ratio']:g} " + label
-            low = row.get("images_per_s_ci_low")
-            high = row.get("images_per_s_ci_high")
-            value = row["images_per_s"]
-            lines.setdefault(label, []).append((row["batch_size"], value, value - low if low is not None else 0.0,
+                label = f"{row.model} ÷{row.width_ratio:g} " + label
+            low = row.images_per_s_ci_low
+            high = row.images_per_s_ci_high
+            value = row.images_per_s
+            lines.setdefault(label, []).append((row.batch_size, value, value - low if low is not None else 0.0,
                                                 high - value if high is not None else 0.0))
         batches = sorted({p[0] for points in lines.values() for p in points})
         for label, points in lines.items():
@@ -560,7 +562,7 @@ def throughput_png(rows: Sequence[Dict], mode: Optional[str] = None,
     return _png(fig, f"Throughput vs batch size ({mode})")
 
 
-def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> bytes:
+def memory_scatter_png(rows: Sequence[Row], mode: Optional[str] = None) -> bytes:
     """Throughput against memory, one panel per batch size, one point per (model,) backend x
     precision: images/s (median, 95% CI bar) over the worker's peak resident memory during the
     timed rounds above its idle self. Up and left is better: what a memory-bound box can afford.
@@ -574,23 +576,23 @@ def memory_scatter_png(rows: Sequence[Dict], mode: Optional[str] = None) -> byte
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r.get("status") == STATUS_OK and r.get("memory_peak_rss_bytes") is not None]
+    ok = [r for r in rows if r.ok and r.memory_peak_rss_bytes is not None]
     if not ok:
         raise VggbenchError("nothing to plot against memory: no measured row has a memory reading "
                             "(results written before memory was measured?)")
-    modes = {r["mode"] for r in ok}
+    modes = {r.mode for r in ok}
     mode = mode or (MODE_END_TO_END if MODE_END_TO_END in modes else sorted(modes)[0])
-    ok = [r for r in ok if r["mode"] == mode]
-    batches = sorted({r["batch_size"] for r in ok})
+    ok = [r for r in ok if r.mode == mode]
+    batches = sorted({r.batch_size for r in ok})
     with_model = _multi(ok, "model") or _multi(ok, "width_ratio") or _multi(ok, "input_size")
     fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], batches):
-        for row in (r for r in ok if r["batch_size"] == batch):
-            label = f"{row['backend']} {row['precision']}"
+        for row in (r for r in ok if r.batch_size == batch):
+            label = f"{row.backend} {row.precision}"
             if with_model:
-                label = f"{row['model']} {row['input_size']} ÷{row['width_ratio']:g} " + label
-            value, low, high = row["images_per_s"], row.get("images_per_s_ci_low"), row.get("images_per_s_ci_high")
-            ax.errorbar([row["memory_peak_rss_bytes"] / 2 ** 20], [value], fmt="o", capsize=3, label=label,
+                label = f"{row.model} {row.input_size} ÷{row.width_ratio:g} " + label
+            value, low, high = row.images_per_s, row.images_per_s_ci_low, row.images_per_s_ci_high
+            ax.errorbar([row.memory_peak_rss_bytes / 2 ** 20], [value], fmt="o", capsize=3, label=label,
                         yerr=[[value - low if low is not None else 0.0], [high - value if high is not None else 0.0]])
         _throughput_axes(ax, "peak resident memory over the idle worker (MiB)", f"batch {batch}", "x-small")
     return _png(fig, f"Throughput vs memory ({mode})")
@@ -675,8 +677,8 @@ def exercises_markdown(published: Dict[str, Any]) -> str:
         published: from :func:`vggbench.workflows.exercises`.
     """
     results = published["results"]
-    ok = [r for r in results["rows"] if r.get("status") == STATUS_OK]
-    backends = list(dict.fromkeys(r["backend"] for r in ok))
+    ok = [r for r in results["rows"] if r.ok]
+    backends = list(dict.fromkeys(r.backend for r in ok))
     env = results.get("environment", {})
     bench = results["settings"]
     train = published.get("settings", {})
@@ -708,7 +710,7 @@ def exercises_markdown(published: Dict[str, Any]) -> str:
                    "train min": f"{run['train_seconds'] / 60:.1f}",
                    f"min to {_pct(common) or '-'}%": _minutes_cell(run.get("seconds_to_common"))}
             for backend in backends:
-                found = next((r for r in ok if r["run_dir"] == run["run_dir"] and r["backend"] == backend), None)
+                found = next((r for r in ok if r.run_dir == run["run_dir"] and r.backend == backend), None)
                 row[f"{backend} img/s"] = images_per_s_cell(found) if found else "-"
             table.append(row)
         lines += [tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), ""]

@@ -1,20 +1,21 @@
-"""The result row model: schema, modes, statuses, row keys, speedups, accuracy deltas, JSON I/O.
+"""Results documents: schema, modes, speedups, accuracy deltas, JSON I/O of the rows.
 
-A results document is ``{"schema", "environment", "settings", "rows"}``; every row is a plain dict
-with the keys of :data:`ROW_KEYS` (``None`` where a value does not apply). Rows keep their raw
+A results document is ``{"schema", "environment", "settings", "rows"}``; in memory every row is a
+:class:`Row`, in JSON an object with the keys of :data:`ROW_KEYS` (``None`` where a value does not
+apply), the previous release's form (:meth:`Row.to_json`, :meth:`Row.from_json`). Rows keep their raw
 per-round throughputs (``round_images_per_s``), so every median, confidence interval and paired
 speedup can be rebuilt from the JSON alone (``vggbench compare --from``).
 """
 
 from __future__ import annotations
 
-import enum
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from vggbench.artifacts.io import write_json_atomic
+from vggbench.bench.row import OPTIONAL_ROW_KEYS, ROW_KEYS, STATUS_OK, Row, Status, parse_status, status_text
 from vggbench.data import TEST_IMAGES
 from vggbench.errors import EXIT_MEASUREMENT_FAILED, EXIT_OK, VggbenchError
 from vggbench.runtimes.backends import BASELINE_BACKEND, MXNET_REFERENCE_BACKENDS
@@ -28,87 +29,32 @@ MODE_COMPUTE_ONLY = "compute-only (input pre-staged on device)"
 MODES = {"end-to-end": MODE_END_TO_END, "compute-only": MODE_COMPUTE_ONLY}
 MODE_SHORT = {MODE_END_TO_END: "e2e", MODE_COMPUTE_ONLY: "compute"}
 
+__all__ = ["MODES", "MODE_COMPUTE_ONLY", "MODE_END_TO_END", "MODE_SHORT", "OPTIONAL_ROW_KEYS", "READABLE_SCHEMAS",
+           "ROW_KEYS", "Row", "SCHEMA", "STATUS_OK", "Status", "add_accuracy_deltas", "add_speedups", "exit_code",
+           "filter_rows", "load_results", "new_row", "parse_status", "status_text", "summary_line", "write_results"]
 
 
-class Status(enum.Enum):
-    """What became of a row. The JSON keeps the previous release's string form: ``ok``,
-    ``unavailable: <reason>`` (this machine cannot run it), ``error: <message>`` (it failed while
-    measuring); :func:`row_status` reads it back, :func:`set_status` writes it."""
-
-    OK = "ok"
-    UNAVAILABLE = "unavailable"
-    ERROR = "error"
-
-
-STATUS_OK = Status.OK.value
-
-ROW_KEYS = (
-    "model", "input_size", "width_ratio", "backend", "device", "precision", "batch_size", "mode", "status",
-    "images_per_s", "images_per_s_ci_low", "images_per_s_ci_high", "images_per_s_ci_half_width_pct",
-    "images_per_s_cv_pct", "ci_confidence", "rounds", "calls", "noisy", "noisy_reason", "stop_reason",
-    "rounds_s", "round_images_per_s",
-    "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_min_ms",
-    "warmup",
-    "gflops_per_image", "gflops_per_s", "peak_gflops_per_s", "pct_of_peak", "peak_kernel",
-    "ceiling_gflops_per_s", "ceiling_source",
-    "memory_idle_rss_bytes", "memory_library_rss_bytes", "memory_load_rss_bytes", "memory_peak_rss_bytes",
-    "memory_peak_method", "gpu_memory_used_bytes", "gpu_memory_note",
-    "model_file_bytes", "parameter_bytes", "parameter_count",
-    "load_library_s", "load_session_s", "load_first_inference_s", "load_second_inference_s",
-    "load_inference_batch_size",
-    "energy_j_per_image", "energy_source", "energy_reason",
-    "top1_accuracy", "accuracy_images", "accuracy_delta_vs_mxnet_points", "accuracy_reference",
-    "speedup_vs_mxnet_hybrid", "speedup_ci_low", "speedup_ci_high", "speedup_pairs", "speedup_clear",
-    "variant_flagged", "variant_accuracy_drop_points",
-    "threads", "load_avg_before", "load_avg_after", "busy_warning", "context", "runtime", "run_dir")
-
-
-def status_text(status: Status, reason: Optional[str] = None) -> str:
-    """The JSON form: ``ok``, or ``<status>: <reason>``."""
-    return f"{status.value}: {reason}" if reason else status.value
-
-
-def row_status(row: Dict[str, Any]) -> Tuple[Status, Optional[str]]:
-    """``(Status, reason)`` of a row (reason None for ``ok``). A status word this release does not
-    know (a hand-edited file) counts as an error whose reason is the whole text."""
-    text = str(row.get("status") or "")
-    word, colon, reason = text.partition(":")
-    try:
-        status = Status(word.strip())
-    except ValueError:
-        return Status.ERROR, f"unknown status {text!r}"
-    return status, (reason.strip() or None) if colon else None
-
-
-def set_status(row: Dict[str, Any], status: Status, reason: Optional[str] = None) -> None:
-    """Write ``status`` (and its reason) into ``row`` in the JSON form."""
-    row["status"] = status_text(status, reason)
-
-
-def new_row(info: Dict[str, Any], backend: str, device: str, precision: str, status: str,
-            batch_size: Optional[int] = None, mode: Optional[str] = None) -> Dict[str, Any]:
-    """A row with every key of :data:`ROW_KEYS`, the run's model facts filled in.
+def new_row(info: Dict[str, Any], backend: str, device: str, precision: str, status: Status = Status.OK,
+            reason: Optional[str] = None, batch_size: Optional[int] = None, mode: Optional[str] = None) -> Row:
+    """A row with the run's model facts filled in.
 
     Parameters:
         info: the run dir's facts (``bench.run_info``): model, input_size, width_ratio,
             gflops_per_image, run_dir, variant_gates.
         backend, device, precision: what the row measured.
-        status: ``ok``, ``unavailable: <reason>`` or ``error: <message>``.
+        status, reason: its :class:`Status` and why (None for ok).
         batch_size, mode: the timed cell (None for rows about a whole backend/precision).
     """
-    row: Dict[str, Any] = {key: None for key in ROW_KEYS}
-    row.update({"model": info["model"], "input_size": info["input_size"], "width_ratio": info["width_ratio"],
-                "backend": backend, "device": device, "precision": precision, "batch_size": batch_size,
-                "mode": mode, "status": status, "gflops_per_image": info.get("gflops_per_image"),
-                "run_dir": info["run_dir"]})
+    row = Row(model=info["model"], input_size=info["input_size"], width_ratio=info["width_ratio"], backend=backend,
+              device=device, precision=precision, batch_size=batch_size, mode=mode, status=status, reason=reason,
+              gflops_per_image=info.get("gflops_per_image"), run_dir=info["run_dir"])
     gate = info.get("variant_gates", {}).get(precision)
     if gate:
-        row["variant_flagged"] = gate["flagged"]
-        row["variant_accuracy_drop_points"] = gate["accuracy_drop_points"]
+        row.update(variant_flagged=gate["flagged"], variant_accuracy_drop_points=gate["accuracy_drop_points"])
     return row
 
 
-def add_accuracy_deltas(rows: List[Dict[str, Any]], run_infos: Dict[str, Dict[str, Any]],
+def add_accuracy_deltas(rows: List[Row], run_infos: Dict[str, Dict[str, Any]],
                         full_test_set: bool) -> None:
     """Fill ``accuracy_delta_vs_mxnet_points`` against MXNet fp32 on the same images (this sweep),
     or the manifest's MXNet test accuracy when no MXNet backend ran and the full test set was used.
@@ -119,11 +65,11 @@ def add_accuracy_deltas(rows: List[Dict[str, Any]], run_infos: Dict[str, Dict[st
         full_test_set: whether the accuracy pass used all 10,000 test images.
     """
     for run_dir, info in run_infos.items():
-        own = [r for r in rows if r["run_dir"] == run_dir]
+        own = [r for r in rows if r.run_dir == run_dir]
         reference, label = None, None
         for backend in MXNET_REFERENCE_BACKENDS:
-            found = [r["top1_accuracy"] for r in own if r["backend"] == backend and r["precision"] == "fp32"
-                     and r["top1_accuracy"] is not None]
+            found = [r.top1_accuracy for r in own if r.backend == backend and r.precision == "fp32"
+                     and r.top1_accuracy is not None]
             if found:
                 reference, label = found[0], f"{backend} fp32, same images"
                 break
@@ -131,16 +77,16 @@ def add_accuracy_deltas(rows: List[Dict[str, Any]], run_infos: Dict[str, Dict[st
                 and (info.get("manifest_test_images") or 0) >= TEST_IMAGES:
             reference, label = info["manifest_test_accuracy"], "manifest test_accuracy (MXNet, full test set)"
         for row in own:
-            if reference is not None and row["top1_accuracy"] is not None:
-                row["accuracy_delta_vs_mxnet_points"] = 100.0 * (row["top1_accuracy"] - reference)
-                row["accuracy_reference"] = label
+            if reference is not None and row.top1_accuracy is not None:
+                row.accuracy_delta_vs_mxnet_points = 100.0 * (row.top1_accuracy - reference)
+                row.accuracy_reference = label
 
 
-def _cell_key(row: Dict[str, Any]) -> tuple:
-    return (row.get("run_dir"), row["model"], row["input_size"], row["width_ratio"], row["batch_size"], row["mode"])
+def _cell_key(row: Row) -> tuple:
+    return (row.run_dir, row.model, row.input_size, row.width_ratio, row.batch_size, row.mode)
 
 
-def add_speedups(rows: List[Dict[str, Any]], seed: int = 0) -> None:
+def add_speedups(rows: List[Row], seed: int = 0) -> None:
     """``speedup_vs_mxnet_hybrid`` with its 95% CI, over the :data:`~vggbench.runtimes.backends.BASELINE_BACKEND`
     (``mxnet-hybrid``, which the field is named after) fp32 row of the same run dir, batch size and mode.
 
@@ -157,12 +103,12 @@ def add_speedups(rows: List[Dict[str, Any]], seed: int = 0) -> None:
     from vggbench.bench import stats
 
     base = {_cell_key(r): r for r in rows
-            if r["backend"] == BASELINE_BACKEND and r["precision"] == "fp32" and r["status"] == STATUS_OK}
+            if r.backend == BASELINE_BACKEND and r.precision == "fp32" and r.ok}
     for row in rows:
         reference = base.get(_cell_key(row))
-        if row["status"] != STATUS_OK or not reference or not reference.get("images_per_s"):
+        if not row.ok or not reference or not reference.images_per_s:
             continue
-        mine, theirs = row.get("round_images_per_s") or [], reference.get("round_images_per_s") or []
+        mine, theirs = row.round_images_per_s or [], reference.round_images_per_s or []
         if row is reference:
             row.update(speedup_vs_mxnet_hybrid=1.0, speedup_ci_low=None, speedup_ci_high=None, speedup_pairs=None,
                        speedup_clear=None)
@@ -170,25 +116,25 @@ def add_speedups(rows: List[Dict[str, Any]], seed: int = 0) -> None:
             fields = stats.summarize_speedup(mine, theirs, rng=np.random.default_rng(seed))
             row.update(speedup_vs_mxnet_hybrid=fields.pop("speedup"), **fields)
         else:
-            row.update(speedup_vs_mxnet_hybrid=row["images_per_s"] / reference["images_per_s"],
+            row.update(speedup_vs_mxnet_hybrid=row.images_per_s / reference.images_per_s,
                        speedup_ci_low=None, speedup_ci_high=None, speedup_pairs=None, speedup_clear=None)
 
 
-def exit_code(rows: Sequence[Dict[str, Any]]) -> int:
+def exit_code(rows: Sequence[Row]) -> int:
     """The CLI's exit code for a finished sweep: 3 when any row failed while measuring, else 0.
 
     Unavailable rows of a default sweep are not failures (a backend this machine lacks); an
     explicitly requested unavailable backend is refused before measuring (exit 1).
     """
-    return EXIT_MEASUREMENT_FAILED if any(row_status(r)[0] is Status.ERROR for r in rows) else EXIT_OK
+    return EXIT_MEASUREMENT_FAILED if any(r.status is Status.ERROR for r in rows) else EXIT_OK
 
 
-def summary_line(rows: Sequence[Dict[str, Any]]) -> str:
+def summary_line(rows: Sequence[Row]) -> str:
     """``N row(s) ok, best X img/s; error, unavailable row(s)`` for a progress line."""
-    ok = [r for r in rows if r["status"] == STATUS_OK]
-    other = sorted({row_status(r)[0].value for r in rows if r["status"] != STATUS_OK})
-    best = max((r["images_per_s"] for r in ok), default=None)
-    noisy = sum(1 for r in ok if r.get("noisy"))
+    ok = [r for r in rows if r.ok]
+    other = sorted({r.status.value for r in rows if not r.ok})
+    best = max((r.images_per_s for r in ok), default=None)
+    noisy = sum(1 for r in ok if r.noisy)
     text = f"{len(ok)} row(s) ok" + (f", best {best:.1f} img/s" if best else "")
     text += f", {noisy} noisy" if noisy else ""
     return text + (f"; {', '.join(other)} row(s)" if other else "")
@@ -201,13 +147,14 @@ def _finite_or_none(value):
 
 
 def write_results(path, results: Dict[str, Any]) -> None:
-    """Write the results document atomically (``{"schema", "environment", "settings", "rows"}``).
+    """Write the results document atomically (``{"schema", "environment", "settings", "rows"}``;
+    the rows as :meth:`Row.to_json`, a non-finite number as null).
 
     Parameters:
         path: the JSON file to write (its folder must exist).
         results: the document from ``bench.sweep`` or :func:`load_results`.
     """
-    rows = [{key: _finite_or_none(value) for key, value in row.items()} for row in results["rows"]]
+    rows = [{key: _finite_or_none(value) for key, value in row.to_json().items()} for row in results["rows"]]
     write_json_atomic(path, dict(results, rows=rows))
 
 
@@ -306,8 +253,8 @@ def load_results(paths: Sequence) -> Dict[str, Any]:
     rows, environments, settings, training, ceilings = [], [], [], [], []
     for path in paths:
         doc = _read_results_file(path)
-        file_rows = [dict({key: None for key in ROW_KEYS}, **dict(row, source=str(path))) for row in doc["rows"]]
-        if all(row.get("speedup_vs_mxnet_hybrid") is None for row in file_rows):
+        file_rows = [Row.from_json(dict(row, source=str(path))) for row in doc["rows"]]
+        if all(row.speedup_vs_mxnet_hybrid is None for row in file_rows):
             add_speedups(file_rows)
         file_training = [dict(row, source=str(path)) for row in doc.get("training") or [] if isinstance(row, dict)]
         # Every file's % of peak against its own machine's ceilings (files of the previous release
@@ -323,7 +270,7 @@ def load_results(paths: Sequence) -> Dict[str, Any]:
             "settings": merged_settings, "rows": rows, "training": training, "ceilings": ceilings}
 
 
-def filter_rows(rows: Sequence[Dict[str, Any]], models=None, sizes=None, backends=None) -> List[Dict[str, Any]]:
+def filter_rows(rows: Sequence[Row], models=None, sizes=None, backends=None) -> List[Row]:
     """The rows whose model, input size and backend are among the given ones (None = any)."""
-    return [r for r in rows if (not models or r["model"] in models) and (not sizes or r["input_size"] in sizes)
-            and (not backends or r["backend"] in backends)]
+    return [r for r in rows if (not models or r.model in models) and (not sizes or r.input_size in sizes)
+            and (not backends or r.backend in backends)]

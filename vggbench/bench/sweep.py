@@ -330,7 +330,7 @@ def probe_backends(backends: Sequence[str], work_dir: Path, gpu: int = 0,
 class _Row:
     """One (backend, precision, batch, mode) being measured: its worker and its rounds."""
 
-    def __init__(self, worker: Worker, backend: str, precision: str, row: Dict[str, Any]):
+    def __init__(self, worker: Worker, backend: str, precision: str, row: R.Row):
         self.worker, self.backend, self.precision, self.row = worker, backend, precision, row
         self.calls = 0
         self.control: Any = None  # its stats.Convergence once prepared
@@ -338,7 +338,7 @@ class _Row:
         self.round_replies: List[Dict[str, Any]] = []  # memory and energy of each round
 
 
-def resource_fields(row: Dict[str, Any], replies: Sequence[Dict[str, Any]], batch_size: int) -> Dict[str, Any]:
+def resource_fields(row: R.Row, replies: Sequence[Dict[str, Any]], batch_size: int) -> Dict[str, Any]:
     """A row's memory and energy from its rounds' replies (:meth:`vggbench.bench.worker._WorkerState.round`).
 
     ``memory_peak_rss_bytes``: the highest resident peak over the rounds minus the worker's idle RSS;
@@ -353,17 +353,17 @@ def resource_fields(row: Dict[str, Any], replies: Sequence[Dict[str, Any]], batc
     """
     fields: Dict[str, Any] = {}
     peaks = [r["peak_rss_bytes"] for r in replies if r.get("peak_rss_bytes") is not None]
-    if peaks and row.get("memory_idle_rss_bytes") is not None:
-        fields["memory_peak_rss_bytes"] = max(peaks) - row["memory_idle_rss_bytes"]
+    if peaks and row.memory_idle_rss_bytes is not None:
+        fields["memory_peak_rss_bytes"] = max(peaks) - row.memory_idle_rss_bytes
         fields["memory_peak_method"] = replies[-1].get("peak_rss_method")
     energies = [r.get("energy_j") for r in replies]
     if replies and all(e is not None for e in energies):
-        fields["energy_j_per_image"] = sum(energies) / (batch_size * sum(r["calls"] for r in replies))
-    elif replies and not row.get("energy_reason"):
+        fields["energy_j_per_image"] = sum(energies) / (batch_size * sum(reply["calls"] for reply in replies))
+    elif replies and not row.energy_reason:
         fields["energy_reason"] = "the energy counter could not be read in some rounds"
-    used = [r["gpu_memory_used_bytes"] for r in replies if r.get("gpu_memory_used_bytes") is not None]
-    if used and row.get("gpu_memory_idle_bytes") is not None:
-        fields["gpu_memory_used_bytes"] = max(used) - row["gpu_memory_idle_bytes"]
+    used = [reply["gpu_memory_used_bytes"] for reply in replies if reply.get("gpu_memory_used_bytes") is not None]
+    if used and row.gpu_memory_idle_bytes is not None:
+        fields["gpu_memory_used_bytes"] = max(used) - row.gpu_memory_idle_bytes
         fields["gpu_memory_note"] = ("NVML device memory in use after each round minus before loading, whole GPU "
                                      "(unverified: not yet checked on a GPU)")
     return fields
@@ -416,10 +416,10 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                                      input_size=input_size, warmup=settings.warmup, round_s=policy.round_min_s,
                                      calls=settings.iters, min_calls=policy.round_min_calls)
         except WorkerDied as err:
-            R.set_status(item.row, R.Status.ERROR, f"{err} during {where}")
+            item.row.set_status(R.Status.ERROR, f"{err} during {where}")
             continue
         if not reply["ok"]:
-            R.set_status(item.row, R.Status.ERROR, f"{reply['message']} during {where}")
+            item.row.set_status(R.Status.ERROR, f"{reply['message']} during {where}")
             continue
         item.calls = reply["calls_per_round"]
         item.control = stats.Convergence.from_policy(policy)
@@ -433,7 +433,7 @@ def _measure_cell(cell_rows: List[_Row], batch_size: int, mode: str, input_size:
                 if not reply["ok"]:
                     raise WorkerDied(reply["message"])
             except WorkerDied as err:
-                R.set_status(item.row, R.Status.ERROR, f"{err} during {where}")
+                item.row.set_status(R.Status.ERROR, f"{err} during {where}")
                 active.remove(item)
                 continue
             item.control.add(batch_size * item.calls / reply["wall_s"], round_s=reply["wall_s"], calls=item.calls)
@@ -478,7 +478,7 @@ class _Group:
 
 def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
                   settings: Dict[str, Any], work_dir: Path, command, log: Log,
-                  rows: List[Dict[str, Any]], groups: List[_Group]) -> None:
+                  rows: List[R.Row], groups: List[_Group]) -> None:
     """Rows for what cannot run; a loaded worker (appended to ``groups``) for the rest."""
     gpu = settings["gpu"]
     for backend, precisions in plan.items():
@@ -486,8 +486,8 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
         by_design = {p: unsupported_reason(backend, p) for p in precisions}
         for precision, reason in by_design.items():
             if reason or backend in missing:
-                rows.append(R.new_row(info, backend, device, precision,
-                                      R.status_text(R.Status.UNAVAILABLE, reason or missing[backend])))
+                rows.append(R.new_row(info, backend, device, precision, R.Status.UNAVAILABLE,
+                                      reason or missing[backend]))
         runnable = [p for p in precisions if not by_design[p]] if backend not in missing else []
         for label, members, env in (worker_groups(backend, runnable) if runnable else []):
             log(f"  {label}: loading {', '.join(members)}")
@@ -511,8 +511,7 @@ def _start_groups(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]]
                                                       **model_size(run_dir, backend, precision, answer["runtime"]))
                 else:
                     text = answer.get("reason") or answer.get("message")
-                    rows.append(R.new_row(info, backend, device, precision,
-                                          R.status_text(R.Status(answer["status"]), text)))
+                    rows.append(R.new_row(info, backend, device, precision, R.Status(answer["status"]), text))
 
 
 def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[str]], missing: Dict[str, str],
@@ -521,7 +520,7 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
     """Every row of one run dir: start the workers, load, peak, interleaved cells, accuracy."""
     from tqdm import tqdm
 
-    rows: List[Dict[str, Any]] = []
+    rows: List[R.Row] = []
     groups: List[_Group] = []
     try:
         _start_groups(run_dir, info, plan, missing, settings, work_dir, command, log, rows, groups)
@@ -534,7 +533,8 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
             for group in groups:
                 device = str(backend_device(group.backend, settings["gpu"]))
                 for precision, runtime_info in group.loaded.items():
-                    row = R.new_row(info, group.backend, device, precision, R.STATUS_OK, batch_size, R.MODES[mode])
+                    row = R.new_row(info, group.backend, device, precision, batch_size=batch_size,
+                                    mode=R.MODES[mode])
                     row.update(runtime=runtime_info, threads=runtime_info.get("threads"))
                     row.update(group.resources.get(precision) or {})
                     peak = group.peaks.get(PEAK_DTYPES[precision])
@@ -543,15 +543,15 @@ def _measure_run_dir(run_dir: str, info: Dict[str, Any], plan: Dict[str, List[st
                     cell_rows.append(_Row(group.worker, group.backend, precision, row))
             kinds = {BACKENDS[item.backend].device_kind for item in cell_rows}
             _measure_cell(cell_rows, batch_size, mode, info["input_size"], policy, "gpu" if "gpu" in kinds else "cpu")
-            warning = next((item.row["busy_warning"] for item in cell_rows if item.row.get("busy_warning")), None)
+            warning = next((item.row.busy_warning for item in cell_rows if item.row.busy_warning), None)
             if warning:
                 log(f"  WARNING batch {batch_size} {mode}: {warning}")
             for item in cell_rows:
                 row = item.row
-                if row["status"] == R.STATUS_OK and row.get("images_per_s") is None:
-                    R.set_status(row, R.Status.ERROR, "no round was timed")
-                if row["status"] == R.STATUS_OK and row["gflops_per_image"] is not None:
-                    row["gflops_per_s"] = row["gflops_per_image"] * row["images_per_s"]
+                if row.ok and row.images_per_s is None:
+                    row.set_status(R.Status.ERROR, "no round was timed")
+                if row.ok and row.gflops_per_image is not None:
+                    row.gflops_per_s = row.gflops_per_image * row.images_per_s
                 rows.append(row)
             progress.update(1)
         progress.close()
@@ -583,11 +583,11 @@ def _measure_peaks(groups: Sequence[_Group], settings: Dict[str, Any], log: Log)
                 group.peaks[dtype] = measured[key] = reply
 
 
-def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accuracy: Dict[str, Any], log: Log) -> None:
+def _accuracy_pass(rows: List[R.Row], groups: Sequence[_Group], accuracy: Dict[str, Any], log: Log) -> None:
     for group in groups:
         for precision in group.loaded:
-            mine = [r for r in rows if r["backend"] == group.backend and r["precision"] == precision]
-            if not any(r["status"] == R.STATUS_OK for r in mine):
+            mine = [r for r in rows if r.backend == group.backend and r.precision == precision]
+            if not any(r.ok for r in mine):
                 continue
             log(f"  {group.backend} {precision}: accuracy on {accuracy['images']} test images")
             try:
@@ -599,11 +599,11 @@ def _accuracy_pass(rows: List[Dict[str, Any]], groups: Sequence[_Group], accurac
             if failure:
                 keep = ("model", "input_size", "width_ratio", "backend", "device", "precision", "run_dir",
                         "gflops_per_image")
-                rows.append(dict({key: mine[0][key] if key in keep else None for key in R.ROW_KEYS},
-                                 status=R.status_text(R.Status.ERROR, f"accuracy pass failed: {failure}")))
+                rows.append(R.Row(**{key: getattr(mine[0], key) for key in keep}, status=R.Status.ERROR,
+                                  reason=f"accuracy pass failed: {failure}"))
                 continue
             for row in mine:
-                if row["status"] == R.STATUS_OK:
+                if row.ok:
                     row.update(top1_accuracy=reply["top1_accuracy"], accuracy_images=reply["accuracy_images"])
 
 
@@ -773,7 +773,7 @@ def run_sweep(job: SweepJob, log: Log = say, command: Optional[Sequence[str]] = 
             raise VggbenchError("requested backend(s) not available here: " + "; ".join(
                 f"{b}: {why}" for b, why in missing.items()) + " (leave out --backends to see all as rows)")
         accuracy_sets: Dict[int, Dict[str, Any]] = {}
-        rows: List[Dict[str, Any]] = []
+        rows: List[R.Row] = []
         for index, (run_dir, info) in enumerate(infos.items(), 1):
             size = info["input_size"]
             if accuracy_limit != 0 and size not in accuracy_sets and not settings.get("accuracy_skipped"):
