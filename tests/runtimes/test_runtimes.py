@@ -200,5 +200,44 @@ def test_ort_options_refuse_bad_values_in_one_line(values, message):
 
 def test_the_options_reach_the_session(untrained_run_dir):
     options = ort_runtime.OrtOptions(graph_optimization="basic")
-    with load_runtime("ort-cpu", untrained_run_dir, threads=1, **options.to_dict()) as runtime:
+    with load_runtime("ort-cpu", untrained_run_dir, threads=1, batch_sizes=[2, 4], options=options) as runtime:
         assert runtime.info()["graph_optimization"] == "basic"
+    with load_runtime("ort-cpu", untrained_run_dir, threads=1) as runtime:  # None: OrtOptions' defaults
+        assert runtime.info()["graph_optimization"] == ort_runtime.OrtOptions().graph_optimization == "all"
+
+
+def test_openvino_compiles_the_batch_sizes_it_is_given_at_load(untrained_run_dir):
+    pytest.importorskip("openvino")
+    with load_runtime("openvino", untrained_run_dir, threads=1, batch_sizes=(4, np.int64(2), 4)) as runtime:
+        assert runtime.info()["static_batch_sizes"] == [2, 4]
+
+
+@pytest.mark.parametrize("backend, options, message", [
+    ("ort-cpu", {"graph_optimization": "basic"},
+     "backend ort-cpu takes options of type OrtOptions (OrtOptions.from_dict reads the JSON form), got dict"),
+    ("mxnet-hybrid", ort_runtime.OrtOptions(),
+     "backend mxnet-hybrid takes no runtime options (options=None), got OrtOptions"),
+    ("openvino", ort_runtime.OrtOptions(), "backend openvino takes no runtime options (options=None), got OrtOptions")])
+def test_options_of_the_wrong_type_are_refused_before_loading(tmp_path, backend, options, message):
+    """``tmp_path`` is no run dir: the refusal comes before anything is read."""
+    with pytest.raises(VggbenchError) as caught:
+        load_runtime(backend, tmp_path, options=options)
+    assert str(caught.value) == message
+
+
+def test_the_loose_keyword_form_is_gone(tmp_path):
+    with pytest.raises(TypeError, match="graph_optimization"):
+        load_runtime("ort-cpu", tmp_path, graph_optimization="basic")
+
+
+@pytest.mark.parametrize("batch_sizes, message", [
+    ([0], "batch_sizes must be whole numbers >= 1, got [0]"),
+    ((8, -1), "batch_sizes must be whole numbers >= 1, got [8, -1]"),
+    ([True], "batch_sizes must be whole numbers >= 1, got [True]"),
+    ([1.5], "batch_sizes must be whole numbers >= 1, got [1.5]"),
+    ("8", "batch_sizes must be a list of whole numbers >= 1, got '8'"),
+    (8, "batch_sizes must be a list of whole numbers >= 1, got 8")])
+def test_bad_batch_sizes_are_refused_in_one_line_before_loading(tmp_path, batch_sizes, message):
+    with pytest.raises(VggbenchError) as caught:
+        load_runtime("openvino", tmp_path, batch_sizes=batch_sizes)
+    assert str(caught.value) == message

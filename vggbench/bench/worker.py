@@ -212,7 +212,7 @@ class _WorkerState:
     def __init__(self) -> None:
         self.backend: Optional[str] = None
         self.device = "cpu"
-        self.options: Dict[str, Any] = {}
+        self.options: Any = None  # the runtime's typed options (OrtOptions for ONNX Runtime), for load_runtime
         self.threads: Optional[int] = None
         self.runtimes: Dict[str, Any] = {}
         self.cells: Dict[tuple, Any] = {}
@@ -240,13 +240,11 @@ class _WorkerState:
         idle_rss = resources.rss_bytes()
         self.backend, self.threads = cmd["backend"], cmd.get("threads")
         self.device = _device(self.backend, cmd.get("gpu", 0))
-        self.options = {}
+        self.options = None
         if BACKENDS[self.backend].family == "ort":
             from vggbench.runtimes.ort_session import OrtOptions
 
-            self.options = OrtOptions.from_dict(cmd.get("runtime_options")).to_dict()
-        if BACKENDS[self.backend].family in ("ort", "openvino") and cmd.get("batch_sizes"):
-            self.options["batch_sizes"] = cmd["batch_sizes"]  # ort-trt's shape profile, OpenVINO's static shapes
+            self.options = OrtOptions.from_dict(cmd.get("runtime_options"))
         common = self._open_counters(idle_rss)
         try:
             common.update(_import_library(BACKENDS[self.backend].family))
@@ -261,7 +259,8 @@ class _WorkerState:
                     continue
                 started = time.perf_counter()
                 runtime = load_runtime(self.backend, cmd["run_dir"], precision=precision, device=self.device,
-                                       threads=self.threads, **self.options)
+                                       threads=self.threads, options=self.options,
+                                       batch_sizes=cmd.get("batch_sizes") or ())  # ort-trt profile, OpenVINO shapes
                 used = dict(common, load_session_s=time.perf_counter() - started)
                 after = resources.rss_bytes()
                 used["memory_load_rss_bytes"] = after - idle_rss if after is not None and idle_rss is not None else None

@@ -45,6 +45,14 @@ NUMPY_ALIASES: Dict[str, type] = {"bool": bool, "int": int}
 _state: Dict[str, Any] = {"threads": None, "threads_source": None, "onnx_checked": False}
 
 
+def check_threads(threads: int) -> int:
+    """An explicit ``--threads`` count as an int; a one-line VggbenchError below 1. Checks only:
+    the cap to this machine's CPUs is :func:`resolve_threads`'s, at run time."""
+    if int(threads) < 1:
+        raise VggbenchError(f"--threads must be >= 1, got {threads}")
+    return int(threads)
+
+
 def resolve_threads(threads: Optional[int] = None) -> Tuple[int, str]:
     """The CPU thread count to run with, and where it came from.
 
@@ -56,9 +64,7 @@ def resolve_threads(threads: Optional[int] = None) -> Tuple[int, str]:
     ``"physical cores"``.
     """
     if threads is not None:
-        if int(threads) < 1:
-            raise VggbenchError(f"--threads must be >= 1, got {threads}")
-        return _capped_threads(int(threads), "--threads"), "--threads"
+        return _capped_threads(check_threads(threads), "--threads"), "--threads"
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return _capped_threads(int(env), "OMP_NUM_THREADS"), "OMP_NUM_THREADS"

@@ -1,7 +1,8 @@
 """Train a zoo model on Fashion-MNIST and export it into a run dir (``vggbench train-export``).
 
 ``recipe`` (what decides the weights) -> ``devices`` -> ``loop`` (network, trainer, epochs,
-evaluation) -> ``checkpoints`` -> ``run`` (``train_export``: the run dir's lifecycle);
+evaluation) -> ``checkpoints`` -> ``job`` (``TrainJob``: one run's checked arguments) -> ``run``
+(``run_train(job)`` and its keyword form ``train_export``: the run dir's lifecycle);
 ``distributed`` holds the KVStore side for multi-worker jobs.
 """
 
@@ -16,6 +17,11 @@ from vggbench.train.curves import (  # noqa: F401
 )
 from vggbench.train.devices import (  # noqa: F401
     resolve_contexts,
+)
+from vggbench.train.job import (  # noqa: F401
+    RECIPE_OVERRIDES,
+    ParityGate,
+    TrainJob,
 )
 from vggbench.train.loop import (  # noqa: F401
     NonFiniteLogits,
@@ -42,5 +48,6 @@ from vggbench.train.recipe import (  # noqa: F401
     epoch_seed,
 )
 from vggbench.train.run import (  # noqa: F401
+    run_train,
     train_export,
 )

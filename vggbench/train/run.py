@@ -1,6 +1,7 @@
-"""``train_export``: validate, train, export into a run dir; the run dir's lifecycle (single process and distributed).
+"""``run_train`` (a :class:`TrainJob`) and its keyword form ``train_export``: train, export into a
+run dir; the run dir's lifecycle (single process and distributed).
 
-Inputs are validated, the model built and the data loaded *before* the run dir is created, so a
+Inputs are validated (when the job is made), the model built and the data loaded *before* the run dir is created, so a
 bad name, bad data or a missing GPU leaves nothing behind. ``manifest.json`` is written last,
 atomically, only when every artifact is complete.
 """
@@ -24,6 +25,7 @@ from vggbench.train import distributed, plateau
 from vggbench.train.checkpoints import check_resumable, load_checkpoint, read_checkpoint, save_checkpoint
 from vggbench.train.curves import plot_history
 from vggbench.train.devices import resolve_contexts
+from vggbench.train.job import ParityGate, TrainJob
 from vggbench.train.loop import (
     NonFiniteLogits,
     build_network,
@@ -43,7 +45,7 @@ from vggbench.train.recipe import (
     Recipe,
     epoch_seed,
 )
-from vggbench.train.recipes import describe_choice, recipe_for_model, resolve_recipe
+from vggbench.train.recipes import describe_choice
 
 # --- the run dir -----------------------------------------------------------------------------------
 
@@ -55,10 +57,7 @@ def _prepare_run_dir(run_dir: Path, recipe: Recipe, resume: bool, force: bool) -
     """
     has_manifest = artifacts.manifest_path(run_dir).is_file()
     index = run_dir / CHECKPOINT_DIR / CHECKPOINT_INDEX
-    if resume:
-        if force:
-            raise VggbenchError("--resume and --force contradict each other: --resume continues the run in "
-                                f"{run_dir}, --force starts it over; pick one")
+    if resume:  # never with force: a TrainJob refuses both
         checkpoint = read_checkpoint(run_dir)
         if checkpoint is None:
             raise VggbenchError(f"--resume: no checkpoint in {run_dir / CHECKPOINT_DIR}; run without --resume "
@@ -95,6 +94,9 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
     """Train ``model`` on Fashion-MNIST and write a complete run dir; return its path (None on
     the workers other than rank 0 of a ``dist_*`` job, which write nothing).
 
+    The keyword form of :func:`run_train`: the arguments become a :class:`TrainJob` (the recipe
+    values its ``overrides``, ``parity_*`` its :class:`ParityGate`).
+
     Parameters:
         model, input_size, epochs, batch_size, lr, width_ratio, seed, train_limit, optimizer, init,
             loss, warmup_epochs, dense_units, holdout, until_plateau, patience, min_delta: the
@@ -124,46 +126,55 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
         progress: show tqdm bars.
         log: where the summary lines go.
 
-    Everything a user can get wrong is checked before the run dir is created. ``manifest.json``
+    Everything a user can get wrong is checked before the run dir is created.
+    """
+    job = TrainJob(model, recipe_name=recipe, overrides={
+        "input_size": input_size, "width_ratio": width_ratio, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "optimizer": optimizer, "init": init, "warmup_epochs": warmup_epochs, "dense_units": dense_units,
+        "holdout": holdout, "seed": seed, "train_limit": train_limit, "loss": loss, "until_plateau": until_plateau,
+        "patience": patience, "min_delta": min_delta},
+        out=out, name=name, resume=resume, force=force, data_dir=data_dir, test_limit=test_limit, ctx=ctx,
+        threads=threads, kvstore=kvstore, dist_timeout_s=dist_timeout_s,
+        parity=ParityGate(parity_images, parity_max_abs_diff, parity_min_top1_agreement))
+    return run_train(job, progress=progress, log=log)
+
+
+def run_train(job: TrainJob, progress: bool = True, log: Log = say) -> Optional[Path]:
+    """Train ``job``'s model on Fashion-MNIST and write its run dir; return the run dir's path
+    (None on the workers other than rank 0 of a ``dist_*`` job, which write nothing).
+
+    Parameters:
+        job: what to train and where; checked when it was made, so what is left to fail here is
+            the machine's (devices, data files, the run dir's lock and contents).
+        progress: show tqdm bars.
+        log: where the summary lines go.
+
+    The data is loaded and the network built before the run dir is created. ``manifest.json``
     is written last and only after the parity gate passes, so its presence means every file it
     lists is complete.
     """
     started = utc_now()
-    models.check_model_name(model)
-    explicit = {"input_size": input_size, "width_ratio": width_ratio, "epochs": epochs, "batch_size": batch_size,
-                "lr": lr, "optimizer": optimizer, "init": init, "warmup_epochs": warmup_epochs,
-                "dense_units": dense_units, "holdout": holdout}
-    recipe, named = resolve_recipe(model, recipe, seed=seed, train_limit=train_limit, loss=loss,
-                                   until_plateau=until_plateau, patience=patience, min_delta=min_delta, **explicit)
-    recipe.check()
-    if test_limit is not None and test_limit < 1:
-        raise VggbenchError(f"--test-limit must be >= 1, got {test_limit}")
-    if parity_images < 1:
-        raise VggbenchError(f"--parity-images must be >= 1, got {parity_images}")
-    threads = resolve_threads(threads)[0]
+    recipe, named, run_dir, kvstore = job.recipe, job.recipe_source, job.run_dir, job.kvstore
+    ctx, resume, force, data_dir, test_limit = job.ctx, job.resume, job.force, job.data_dir, job.test_limit
+    parity_images = job.parity.images
+    threads = resolve_threads(job.threads)[0]
     import_mxnet(threads)  # before anything else imports mxnet: its thread count is fixed then
-    name = name or artifacts.default_run_name(model, recipe.input_size, recipe.width_ratio) + (
-        f"-{recipe.preset}" if recipe.preset != recipe_for_model(model) else "")
-    run_dir = artifacts.run_dir_for(out, name)  # plain --name, usable --out, nothing created yet
-    run_info = _run_info(test_limit, data_dir, started, threads, parity_max_abs_diff, parity_min_top1_agreement)
+    run_info = _run_info(test_limit, data_dir, started, threads, job.parity.max_abs_diff,
+                         job.parity.min_top1_agreement)
     run_info["recipe_source"] = {"name": named.name, "summary": named.summary, "source": named.source}
-    kvstore = distributed.check_kvstore(kvstore)
-    if distributed.is_distributed(kvstore) and (recipe.until_plateau or recipe.holdout or recipe.warmup_epochs):
-        raise VggbenchError(f"--kvstore {kvstore}: --until-plateau, --holdout and warm-up recipes run on one machine "
-                            f"only; drop them, or train with --kvstore device")
-    if distributed.is_distributed(kvstore):  # this process is one worker of a job
+    if job.is_distributed:  # this process is one worker of a job
         return _train_export_distributed(recipe, kvstore, ctx, run_dir, resume, force, data_dir, test_limit,
-                                         parity_images, run_info, dist_timeout_s, progress, log)
+                                         parity_images, run_info, job.dist_timeout_s, progress, log)
     # one writer per run dir, held until the manifest is written; leftovers of a killed run go
     with artifacts.run_dir_lock(run_dir, "train-export") as lock:
         checkpoint = _claim_run_dir(lock, run_dir, recipe, resume, force, log)
         final_dir, run_dir = run_dir, _force_target(run_dir, force)  # --force builds beside the old run
         contexts, device_note = resolve_contexts(ctx)
-        log(describe_choice(named, recipe, explicit))
+        log(describe_choice(named, recipe, dict(job.overrides)))
         log(device_note)
-        train_x, train_y = data.load_split(data_dir, True, train_limit, seed)
-        test_x, test_y = data.load_split(data_dir, False, test_limit, seed)
-        (train_x, train_y), holdout_split = plateau.split_holdout(train_x, train_y, recipe.holdout, seed)
+        train_x, train_y = data.load_split(data_dir, True, recipe.train_limit, recipe.seed)
+        test_x, test_y = data.load_split(data_dir, False, test_limit, recipe.seed)
+        (train_x, train_y), holdout_split = plateau.split_holdout(train_x, train_y, recipe.holdout, recipe.seed)
         net = build_network(recipe, contexts)
         trainer = build_trainer(net, recipe, kvstore=kvstore,
                                 steps_per_epoch=-(-len(train_y) // recipe.batch_size))
@@ -172,11 +183,11 @@ def train_export(model: str, *, input_size: Optional[int] = None, epochs: Option
             if checkpoint is not None:
                 load_checkpoint(run_dir, checkpoint, net, trainer, contexts)
             history, steps = _open_run_dir(run_dir, checkpoint, recipe, log)
-            log(f"training {model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x{recipe.input_size} "
+            log(f"training {recipe.model} (width ratio {recipe.width_ratio:g}) at {recipe.input_size}x{recipe.input_size} "
                 f"on {len(train_y)} images (held out: {len(holdout_split[1])}), testing on {len(test_y)}; "
                 f"{recipe.optimizer} lr {recipe.lr:g}, batch {recipe.batch_size}, init {recipe.init}, "
                 + (f"until a plateau (patience {recipe.patience}, min delta {recipe.min_delta:g}), at most "
-                   if recipe.until_plateau else "") + f"{recipe.epochs} epoch(s), seed {seed}")
+                   if recipe.until_plateau else "") + f"{recipe.epochs} epoch(s), seed {recipe.seed}")
             while (reason := _stop_reason(recipe, history)) is None:
                 row, epoch_steps = _train_and_test_one_epoch(net, trainer, recipe, len(history) + 1, contexts,
                                                              (train_x, train_y), (test_x, test_y), progress,
