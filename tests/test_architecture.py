@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Dict, Set
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "vggbench"
 # The stage packages and modules (DESIGN: packages by stage, meeting at a run dir's manifest).
 STAGES = ("vggbench.train", "vggbench.export", "vggbench.bench", "vggbench.workflows", "vggbench.doctor",
@@ -170,3 +172,18 @@ def test_the_stdout_rule_catches_prints_and_stdout_writes():
     assert _stdout_writes(path, "print('x')\nprint('y', file=log)\nimport sys\nsys.stdout.write('z')\n") == [1, 4]
     assert _stdout_writes(path, "import sys\nprint('x', file=sys.stdout)\nout = out or sys.stdout\n") == [2, 3]
     assert _stdout_writes(PACKAGE / "doctor.py", "import sys\nout = out or sys.stdout\n") == []
+
+
+def test_the_public_api_resolves_and_import_vggbench_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, vggbench; assert 'mxnet' not in sys.modules and 'onnxruntime' not in sys.modules; "
+            "missing = [n for n in vggbench.__all__ if getattr(vggbench, n, None) is None]; print(missing)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+    import vggbench
+
+    assert vggbench.Row.__name__ == "Row" and vggbench.run_train.__name__ == "run_train"
+    with pytest.raises(AttributeError, match="no attribute 'Rows'"):
+        vggbench.Rows  # noqa: B018
