@@ -44,3 +44,39 @@ def test_unknown_exercise_is_a_user_error(tmp_path):
 
     with pytest.raises(VggbenchError, match="unknown exercise 'width'"):
         workflows.exercises(tmp_path, only=["width"])
+
+
+def test_reproduce_a_shortened_published_run_and_reuse_it(tmp_path, data_dir):
+    """The d2l PyTorch VGG-11 recipe, shortened to a few images: the page says it is not comparable,
+    lists what is the same and what differs, and a second call reuses the finished run."""
+    out = tmp_path / "reproduction"
+    said = []
+    published = workflows.reproduce(out, train_limit=96, epochs=1, test_limit=64, data_dir=str(data_dir),
+                                    progress=False, log=said.append)
+    assert [row["epoch"] for row in published["ours"]] == [1] and published["ours"][0]["train_images"] == 96
+    assert published["published_test_accuracy"] == [0.859, 0.902, 0.908, 0.914, 0.918]
+    page = (out / "reproduction.md").read_text()
+    assert "Shortened run: 96 training images per epoch and 1 epoch(s)" in page and "After 1 epochs" not in page
+    assert "## What is the same" in page and "5.7_vgg.ipynb" in page and "| 85.90 " in page
+    assert json.loads((out / "reproduction.json").read_text())["recipe"]["optimizer"] == "adam"
+    said.clear()
+    workflows.reproduce(out, train_limit=96, epochs=1, test_limit=64, data_dir=str(data_dir), progress=False,
+                        log=said.append)
+    assert any(line.startswith("reproduce: reuse ") for line in said)
+
+
+def test_the_reproduction_page_of_a_full_run_states_the_gap():
+    from vggbench.bench import report
+    from vggbench.train.recipes import get_recipe
+
+    named = get_recipe("d2lzh-pytorch-vgg11")
+    ours = [{"epoch": n, "test_accuracy": acc, "seconds": 600.0, "train_images": 60000, "test_images": 10000}
+            for n, acc in enumerate((0.8808, 0.90, 0.91, 0.912, 0.9151), 1)]
+    page = report.reproduction_markdown({
+        "recipe": {"model": "vgg11", "width_ratio": 8.0, "dense_units": 512, "input_size": 224, "optimizer": "adam",
+                   "lr": 0.001, "batch_size": 64, "init": "torch", "epochs": 5, "train_limit": None},
+        "recipe_source": {"name": named.name, "source": named.source}, "ours": ours,
+        "published_test_accuracy": list(named.published_test_accuracy),
+        "same_as_published": list(named.same_as_published), "unlike_published": list(named.unlike_published)})
+    assert "After 5 epochs: ours 91.51%, published 91.80%, a gap of -0.29 points; training took 50 min" in page
+    assert "| +2.18 " in page and "Shortened" not in page and "## What differs (and may explain a gap)" in page

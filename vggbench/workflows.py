@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from vggbench.artifacts.io import write_bytes_atomic, write_json_atomic
-from vggbench.artifacts.layout import HISTORY_FILE, MANIFEST_NAME, check_output_file
+from vggbench.artifacts.layout import MANIFEST_NAME, check_output_file
 from vggbench.artifacts.manifest import read_history, read_manifest
 from vggbench.bench import results as R
 from vggbench.errors import VggbenchError
@@ -568,7 +568,6 @@ def reproduce(out_dir, train_limit: Optional[int] = None, epochs: Optional[int] 
     ``reproduction.json``: their test accuracy per epoch beside ours, and the seconds per epoch
     here. ``train_limit``/``epochs``/``test_limit`` shorten it (the page then says so).
     """
-    import json
 
     from vggbench.bench import report
     from vggbench.train import train_export
@@ -607,9 +606,11 @@ def reproduce(out_dir, train_limit: Optional[int] = None, epochs: Optional[int] 
                      data_dir=data_dir, threads=threads, progress=progress, out=str(out_dir / "runs"), name=name,
                      resume=plan["action"] == "resume", force=plan["action"] == "train", log=log)
     manifest = read_manifest(plan["run_dir"])
-    history = json.loads((Path(plan["run_dir"]) / HISTORY_FILE).read_text())["epochs"]
+    history = read_history(plan["run_dir"], manifest)["epochs"]  # bounded, typed, sha256-checked
     published = {"recipe": manifest["recipe"], "recipe_source": manifest.get("recipe_source"),
                  "published_test_accuracy": list(named.published_test_accuracy),
+                 "same_as_published": list(named.same_as_published),
+                 "unlike_published": list(named.unlike_published),
                  "ours": [{"epoch": row["epoch"], "test_accuracy": row["test_accuracy"], "seconds": row["seconds"],
                            "train_images": row["train_images"], "test_images": row["test_images"]} for row in history],
                  "device": manifest.get("device"), "threads": manifest.get("threads"),

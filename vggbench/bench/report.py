@@ -747,9 +747,21 @@ def reproduction_markdown(published: Dict[str, Any]) -> str:
              f"{device.get('cpu', '?')} ({', '.join(device.get('contexts', []))}), "
              f"{(published.get('timestamps') or {}).get('started', '?')}.", "",
              tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True), ""]
-    if recipe.get("train_limit") or len(published["ours"]) < len(theirs):
+    shortened = bool(recipe.get("train_limit")) or len(published["ours"]) < len(theirs)
+    if shortened:
         lines += [f"Shortened run: {recipe.get('train_limit') or 60000} training images per epoch and "
                   f"{len(published['ours'])} epoch(s) instead of 60,000 and {len(theirs)}: its accuracy is not "
                   f"comparable with the published one (the gap column compares unequal training); it measures the "
                   f"time per epoch here.", ""]
+    elif published["ours"] and theirs:
+        mine, their = published["ours"][-1]["test_accuracy"], theirs[len(published["ours"]) - 1]
+        total_s = sum(ours["seconds"] for ours in published["ours"])
+        lines += [f"After {len(published['ours'])} epochs: ours {_pct(mine)}%, published {_pct(their)}%, a gap of "
+                  f"{100 * (mine - their):+.2f} points; training took {total_s / 60:.0f} min here "
+                  f"({len(published['ours'])} epochs, evaluation excluded).", ""]
+    if published.get("same_as_published"):
+        lines += ["## What is the same", ""] + [f"- {item}" for item in published["same_as_published"]] + [""]
+    if published.get("unlike_published"):
+        lines += ["## What differs (and may explain a gap)", ""] + [
+            f"- {item}" for item in published["unlike_published"]] + [""]
     return "\n".join(lines)
