@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -241,3 +243,54 @@ def test_bad_batch_sizes_are_refused_in_one_line_before_loading(tmp_path, batch_
     with pytest.raises(VggbenchError) as caught:
         load_runtime("openvino", tmp_path, batch_sizes=batch_sizes)
     assert str(caught.value) == message
+
+
+# --- ort-trt: one engine build at a time per run dir ------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["ort-trt", "ort-cpu"])
+def test_only_an_ort_trt_session_is_created_under_the_tensorrt_cache_lock(untrained_run_dir, tmp_path, monkeypatch,
+                                                                         backend):
+    """The GPU parts are faked (no GPU here); the session is a real CPU one, created while the fake
+    checks who holds ``cache/tensorrt``'s lock."""
+    import shutil
+
+    from vggbench import artifacts
+    from vggbench.platform import libraries
+    from vggbench.runtimes import providers
+
+    run_dir = shutil.copytree(untrained_run_dir, tmp_path / "run")
+    tensorrt_cache = run_dir / artifacts.CACHE_DIR / "tensorrt"
+    real_make_session = ort_runtime.make_session
+    holders = []
+
+    def fake_make_session(model_path, backend, threads=None, graph_optimization="all", providers=None):
+        holders.append(artifacts.read_lock_holder(tensorrt_cache))
+        return real_make_session(model_path, "ort-cpu", threads=threads, graph_optimization=graph_optimization)
+
+    monkeypatch.setattr(ort_runtime, "unavailable_reason", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ort_runtime, "provider_options", lambda *args, **kwargs: ["CPUExecutionProvider"])
+    monkeypatch.setattr(providers, "preload_ort_cuda", lambda tensorrt=False: {})
+    monkeypatch.setattr(libraries, "gpu_versions", lambda: {})
+    monkeypatch.setattr(ort_runtime, "make_session", fake_make_session)
+    runtime = ort_runtime.ORTRuntime(run_dir, backend=backend, threads=1)
+    runtime.close()
+    if backend == "ort-trt":
+        assert holders[0]["pid"] == os.getpid() and holders[0]["purpose"] == "vggbench ort-trt fp32"
+        assert tensorrt_cache.is_dir()
+    else:
+        assert holders == [None] and not tensorrt_cache.exists()  # ort-cpu writes no cache, takes no lock
+    assert artifacts.read_lock_holder(tensorrt_cache) is None  # released once the session exists
+
+
+def test_the_tensorrt_build_waits_for_another_holder_of_the_cache(tmp_path, monkeypatch):
+    """The lock ORTRuntime holds for ort-trt is the cache folder's, bounded by TENSORRT_BUILD_WAIT_S."""
+    from vggbench import artifacts
+
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setattr(ort_runtime, "TENSORRT_BUILD_WAIT_S", 0.3)
+    with artifacts.cache_lock(cache_dir / "tensorrt", "vggbench ort-trt fp16", timeout_s=0):
+        with pytest.raises(VggbenchError, match=r"building TensorRT engines there after 0\.3 s"):
+            with ort_runtime.tensorrt_build_lock("ort-trt", "fp32", {"cache_dir": str(cache_dir)}):
+                pass  # a second lock of the same file, even in this process, waits for the first
+    with ort_runtime.tensorrt_build_lock("ort-cpu", "fp32", None):
+        assert not (cache_dir / ".tensorrt.lock").exists()

@@ -3,7 +3,7 @@
 A run dir (``runs/<model>-<size>/``) holds a ``manifest.json`` that names every artifact with its
 sha256; stages never call each other's internals, they meet here. ``layout`` names the files and
 checks output paths, ``io`` writes atomically, ``manifest`` reads (bounded), checks and writes the
-manifest, ``locks`` keeps one writer per run dir.
+manifest, ``locks`` keeps one writer per run dir (and one filler per cache folder).
 """
 
 from vggbench.artifacts.io import (  # noqa: F401
@@ -43,6 +43,7 @@ from vggbench.artifacts.layout import (  # noqa: F401
 from vggbench.artifacts.locks import (  # noqa: F401
     LOCK_SUFFIX,
     RunDirLock,
+    cache_lock,
     describe_holder,
     force_staging_dir,
     lock_path_for,

@@ -1,4 +1,5 @@
-"""One writer per run dir (an advisory ``flock`` recording pid, host, purpose, start), and leftovers of killed runs.
+"""One writer per run dir (an advisory ``flock`` recording pid, host, purpose, start), one filler at a
+time per shared cache folder, and leftovers of killed runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from vggbench.artifacts.io import PathLike
 from vggbench.artifacts.reader import file_kind
@@ -129,14 +130,20 @@ def _acquire(run_dir: Path, lock_path: Path, purpose: str) -> RunDirLock:
             os.close(fd)
             continue
         previous = _read_record(fd)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid_start": _process_start(os.getpid())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        os.fsync(fd)
+        holder = _record_holder(fd, purpose)
         return RunDirLock(run_dir, lock_path, holder, previous or None, fd, created_dirs=tuple(missing))
     raise VggbenchError(f"cannot take the lock {lock_path}: it keeps being replaced by another process; "
                         f"is another vggbench writing {run_dir}?")
+
+
+def _record_holder(fd: int, purpose: str) -> Dict[str, Any]:
+    """Write this process's holder record into the locked file ``fd``; return it."""
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid_start": _process_start(os.getpid())}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    os.fsync(fd)
+    return holder
 
 
 def _open_lock_file(lock_path: Path) -> int:
@@ -285,6 +292,86 @@ def pid_alive(pid: int, started: Optional[int] = None) -> bool:
 
 def _is_dead_here(holder: Dict[str, Any]) -> bool:
     return holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"), holder.get("pid_start"))
+
+
+# --- one filler at a time per cache folder ---------------------------------------------------------
+
+CACHE_LOCK_POLL_S = 0.2  # how often a waiting process tries the lock again
+
+
+@contextlib.contextmanager
+def cache_lock(folder: PathLike, purpose: str, timeout_s: float, work: str = "writing",
+               log: Optional[Callable[[str], None]] = None) -> Iterator[RunDirLock]:
+    """Hold the exclusive lock of the cache ``folder`` while filling it, waiting for another holder.
+
+    For caches that readers of a run dir fill (``bench`` on ``ort-trt`` builds TensorRT engines into
+    ``cache/tensorrt``): two processes writing one cache file at once could leave a half-written
+    file for a third to load. Unlike :func:`run_dir_lock` it waits rather than refuses, as the
+    second process then finds the finished cache, and it is not re-entrant. Same lock file as
+    :func:`run_dir_lock` (``<parent>/.<name>.lock``, the holder's record in it, released and removed
+    on every exit path); a lock left by a dead process does not block (the kernel dropped it).
+
+    Parameters:
+        folder: the cache folder (created if missing, and kept).
+        purpose: what this process does, recorded for waiters' messages ("vggbench ort-trt fp16").
+        timeout_s: how long to wait for another holder before giving up.
+        work: what holders of this folder do, for the messages ("building TensorRT engines").
+        log: called once with a one-line message when this process has to wait; None: silent.
+
+    Yields the held lock (:class:`RunDirLock`, its ``run_dir`` the cache folder). Raises
+    :class:`VggbenchError` when the lock is still held after ``timeout_s``, or the folder cannot
+    hold a lock file.
+    """
+    folder = Path(os.path.abspath(Path(folder).expanduser()))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise VggbenchError(f"cannot create the cache folder {folder} ({err.strerror}); make the run dir "
+                            f"writable") from None
+    lock = _wait_for_cache(folder, lock_path_for(folder), purpose, timeout_s, work, log)
+    try:
+        yield lock
+    finally:
+        _release(lock)
+
+
+def _wait_for_cache(folder: Path, lock_path: Path, purpose: str, timeout_s: float, work: str,
+                    log: Optional[Callable[[str], None]]) -> RunDirLock:
+    deadline, said = time.monotonic() + timeout_s, False
+    while True:
+        fd = _open_lock_file(lock_path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_record(fd)
+            os.close(fd)
+            if holder and _is_dead_here(holder):  # held by an orphaned descendant of a dead process
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock_path)
+                continue
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                raise VggbenchError(f"{folder} is still locked by {describe_holder(holder)} {work} there after "
+                                    f"{timeout_s:g} s of waiting; let it finish (end it if it hangs), then run "
+                                    f"again") from None
+            if not said and log is not None:
+                log(f"waiting for {describe_holder(holder)} {work} in {folder}")
+                said = True
+            time.sleep(min(CACHE_LOCK_POLL_S, left_s))
+            continue
+        except OSError as err:  # ENOLCK/EOPNOTSUPP: a file system without locks (old NFS)
+            os.close(fd)
+            raise VggbenchError(f"cannot lock {lock_path} ({err.strerror}): this file system has no file locks; "
+                                f"put the run dir on a local disk") from None
+        if not _same_file(fd, lock_path):  # released and removed between open and flock
+            os.close(fd)
+            continue
+        try:
+            previous = _read_record(fd)
+            return RunDirLock(folder, lock_path, _record_holder(fd, purpose), previous or None, fd)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 # --- leftovers of killed runs ----------------------------------------------------------------------

@@ -6,14 +6,16 @@ refuses a session that fell back to another provider than the backend's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, ContextManager, Dict, Optional, Sequence
 
 import numpy as np
 
 from vggbench.artifacts.layout import CACHE_DIR, INPUT_NAME, ONNX_VARIANT_FILES
+from vggbench.artifacts.locks import cache_lock
 from vggbench.artifacts.manifest import read_manifest, verify_file
 from vggbench.runtimes.backends import PRECISIONS, unsupported_reason
 from vggbench.runtimes.base import BackendUnavailable, Runtime
@@ -26,6 +28,7 @@ from vggbench.runtimes.ort_session import (  # noqa: F401 - re-exported: the run
     provider_options,
     session_predictor,
 )
+from vggbench.runtimes.providers import tensorrt_cache_root
 
 
 def unavailable_reason(backend: str, precision: str = "fp32", device_id: int = 0) -> Optional[str]:
@@ -56,6 +59,31 @@ def _probe(backend: str, device_id: int) -> Optional[str]:
     return probe_ort_backend(backend, device_id)
 
 
+# How long an ort-trt session waits for another process building engines in the same run dir's cache
+# (a large engine with an fp16 and an fp32 build before it); a worker's own step timeout applies above it.
+TENSORRT_BUILD_WAIT_S = 30 * 60
+
+
+def tensorrt_build_lock(backend: str, precision: str, tensorrt: Optional[Dict[str, Any]]) -> ContextManager[Any]:
+    """The lock to hold while creating a session of ``backend``: for ``ort-trt``, the run dir's
+    ``cache/tensorrt`` folder (:func:`vggbench.artifacts.locks.cache_lock`), since creating the
+    session builds and writes engines and the timing cache there, and two processes (two benches on
+    one run dir, the fp32 and fp16 workers of one sweep) must not write or read them half-written;
+    the second then loads what the first built. Other backends write nothing: no lock.
+
+    Parameters:
+        backend: an ONNX Runtime backend name.
+        precision: the session's precision, recorded for a waiting process's message.
+        tensorrt: the ``tensorrt`` settings given to :func:`provider_options` (its ``cache_dir``).
+    """
+    if backend != "ort-trt":
+        return contextlib.nullcontext()
+    from vggbench.messages import say
+
+    return cache_lock(tensorrt_cache_root(tensorrt["cache_dir"]), f"vggbench {backend} {precision}",
+                      TENSORRT_BUILD_WAIT_S, work="building TensorRT engines", log=say)
+
+
 class ORTRuntime(Runtime):
     """The run dir's ONNX file for ``precision`` in an ONNX Runtime session on ``backend``.
 
@@ -69,7 +97,8 @@ class ORTRuntime(Runtime):
         graph_optimization: ``all``, ``extended``, ``basic`` or ``none`` (see :func:`make_session`).
         batch_sizes: ``ort-trt``: every batch size the session will see (its shape profile); the
             engine and timing caches go in the run dir's ``cache/`` folder. Creating the session
-            builds the engine: its time is recorded as ``session_create_s``, outside any timing.
+            builds the engine: its time is recorded as ``session_create_s``, outside any timing;
+            one session of a run dir builds at a time (:func:`tensorrt_build_lock`).
     """
 
     def __init__(self, run_dir, backend: str = "ort-cpu", precision: str = "fp32",
@@ -98,10 +127,11 @@ class ORTRuntime(Runtime):
             from vggbench.runtimes.providers import preload_ort_cuda
 
             gpu_libraries = preload_ort_cuda(tensorrt=backend == "ort-trt")
-        started = time.perf_counter()
-        self._session = make_session(model_path, backend, threads=threads, graph_optimization=graph_optimization,
-                                     providers=self.providers)
-        session_create_s = time.perf_counter() - started
+        with tensorrt_build_lock(backend, precision, tensorrt):
+            started = time.perf_counter()  # after any wait: the build, not another process's
+            self._session = make_session(model_path, backend, threads=threads,
+                                         graph_optimization=graph_optimization, providers=self.providers)
+            session_create_s = time.perf_counter() - started
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self._options = {"providers": self._session.get_providers(), "graph_optimization": graph_optimization,

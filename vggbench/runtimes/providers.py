@@ -131,6 +131,12 @@ def gpu_precision_unavailable_reason(precision: str, compute_capability: Any,
 
 
 
+def tensorrt_cache_root(cache_dir: Any) -> Path:
+    """The folder holding every TensorRT engine and timing cache under a run dir's cache folder
+    ``cache_dir`` (what :func:`tensorrt_cache_dirs` fills, and what one lock guards)."""
+    return Path(cache_dir) / "tensorrt"
+
+
 def tensorrt_cache_dirs(cache_dir: Any, precision: str) -> Tuple[Path, Path]:
     """``(engine cache, timing cache)`` folders under a run dir's cache folder, created.
 
@@ -140,7 +146,7 @@ def tensorrt_cache_dirs(cache_dir: Any, precision: str) -> Tuple[Path, Path]:
             name marks fp16 but not TF32 on/off) and per ONNX Runtime + TensorRT version (an engine
             is tied to the TensorRT that built it). The timing cache (per layer and GPU) is shared.
     """
-    base = Path(cache_dir) / "tensorrt"
+    base = tensorrt_cache_root(cache_dir)
     engines, timing = base / f"engines-{precision}-{_ort_version_tag()}", base / "timing"
     engines.mkdir(parents=True, exist_ok=True)
     timing.mkdir(parents=True, exist_ok=True)
