@@ -110,30 +110,43 @@ def _acquire(run_dir: Path, lock_path: Path, purpose: str) -> RunDirLock:
         raise VggbenchError(f"cannot create {lock_path.parent} for {run_dir} ({err.strerror}); choose a "
                             f"writable --out") from None
     for _ in range(5):  # retried only when the file was replaced between open and flock
-        fd = _open_lock_file(lock_path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_record(fd)
-            os.close(fd)
-            if holder and _is_dead_here(holder):  # held by an orphaned descendant of a dead run
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock_path)
-                continue
+        fd, holder = _try_lock(lock_path, "use a local --out")
+        if fd is None and holder is not None:
             raise VggbenchError(f"{run_dir} is in use by {describe_holder(holder)}; wait for it to finish, or "
-                                f"write elsewhere with another --name") from None
-        except OSError as err:  # ENOLCK/EOPNOTSUPP: a file system without locks (old NFS)
-            os.close(fd)
-            raise VggbenchError(f"cannot lock {lock_path} ({err.strerror}): this file system has no file locks; "
-                                f"use a local --out") from None
-        if not _same_file(fd, lock_path):
-            os.close(fd)
+                                f"write elsewhere with another --name")
+        if fd is None:
             continue
         previous = _read_record(fd)
         holder = _record_holder(fd, purpose)
         return RunDirLock(run_dir, lock_path, holder, previous or None, fd, created_dirs=tuple(missing))
     raise VggbenchError(f"cannot take the lock {lock_path}: it keeps being replaced by another process; "
                         f"is another vggbench writing {run_dir}?")
+
+
+def _try_lock(lock_path: Path, fix: str) -> Tuple[Optional[int], Optional[Dict[str, Any]]]:
+    """One non-blocking attempt at ``lock_path``: ``(fd, None)`` when taken; ``(None, holder)`` when
+    another live process holds it; ``(None, None)`` to try again (the file was replaced between open
+    and flock, or a lock left by an orphaned descendant of a dead holder was removed). A file system
+    without locks is a one-line :class:`VggbenchError` ending in ``fix``."""
+    fd = _open_lock_file(lock_path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_record(fd)
+        os.close(fd)
+        if holder and _is_dead_here(holder):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock_path)
+            return None, None
+        return None, holder or {}
+    except OSError as err:  # ENOLCK/EOPNOTSUPP: a file system without locks (old NFS)
+        os.close(fd)
+        raise VggbenchError(f"cannot lock {lock_path} ({err.strerror}): this file system has no file locks; "
+                            f"{fix}") from None
+    if not _same_file(fd, lock_path):
+        os.close(fd)
+        return None, None
+    return fd, None
 
 
 def _record_holder(fd: int, purpose: str) -> Dict[str, Any]:
@@ -339,16 +352,8 @@ def _wait_for_cache(folder: Path, lock_path: Path, purpose: str, timeout_s: floa
                     log: Optional[Callable[[str], None]]) -> RunDirLock:
     deadline, said = time.monotonic() + timeout_s, False
     while True:
-        fd = _open_lock_file(lock_path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_record(fd)
-            os.close(fd)
-            if holder and _is_dead_here(holder):  # held by an orphaned descendant of a dead process
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock_path)
-                continue
+        fd, holder = _try_lock(lock_path, "put the run dir on a local disk")
+        if fd is None and holder is not None:
             left_s = deadline - time.monotonic()
             if left_s <= 0:
                 raise VggbenchError(f"{folder} is still locked by {describe_holder(holder)} {work} there after "
@@ -359,12 +364,7 @@ def _wait_for_cache(folder: Path, lock_path: Path, purpose: str, timeout_s: floa
                 said = True
             time.sleep(min(CACHE_LOCK_POLL_S, left_s))
             continue
-        except OSError as err:  # ENOLCK/EOPNOTSUPP: a file system without locks (old NFS)
-            os.close(fd)
-            raise VggbenchError(f"cannot lock {lock_path} ({err.strerror}): this file system has no file locks; "
-                                f"put the run dir on a local disk") from None
-        if not _same_file(fd, lock_path):  # released and removed between open and flock
-            os.close(fd)
+        if fd is None:
             continue
         try:
             previous = _read_record(fd)
