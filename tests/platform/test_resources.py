@@ -102,10 +102,11 @@ def test_gpu_theoretical_peaks_match_published_dense_figures():
 
 def test_a_gpu_ceiling_comes_from_its_theoretical_peak_when_above_the_gemm():
     from vggbench.bench.ceilings import apply_ceilings
+    from vggbench.bench.row import Row
     from vggbench.platform.gpu_peaks import gpu_theoretical_peaks
 
-    rows = [{"device": "gpu:0", "precision": "fp16", "backend": "ort-cuda", "gflops_per_s": 300_000.0,
-             "peak_gflops_per_s": 700_000.0, "peak_kernel": "MatMul float16 8192x8192"}]
+    rows = [Row(model="vgg11", input_size=224, width_ratio=1.0, backend="ort-cuda", device="gpu:0", precision="fp16",
+                gflops_per_s=300_000.0, peak_gflops_per_s=700_000.0, peak_kernel="MatMul float16 8192x8192")]
     table = apply_ceilings(rows, environment={"gpu_theoretical_peak": gpu_theoretical_peaks((9, 0), 132, 1980.0)})
-    assert table[0]["kind"] == "theoretical" and rows[0]["ceiling_gflops_per_s"] == pytest.approx(132 * 4096 * 1.98)
-    assert 0 < rows[0]["pct_of_peak"] <= 100
+    assert table[0]["kind"] == "theoretical" and rows[0].ceiling_gflops_per_s == pytest.approx(132 * 4096 * 1.98)
+    assert 0 < rows[0].pct_of_peak <= 100
