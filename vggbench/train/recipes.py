@@ -102,7 +102,7 @@ RECIPES: Dict[str, NamedRecipe] = {recipe.name: recipe for recipe in (
                     "by up to half a grey level",
                     "randomness: one run on each side, with different generators and seeds (initial weights, shuffle "
                     "order, dropout masks); neither side measures the spread over seeds, so a gap of a few tenths of "
-                    "a point is within what another seed could give",
+                    "a point cannot be told apart from what another seed would give",
                     "the published page's code block (5.7_vgg.md) still shows the MXNet original's settings (SGD lr "
                     "0.05, batch 128, Xavier) above output printed by the PyTorch notebook (5.7_vgg.ipynb: Adam lr "
                     "0.001, batch 64); this recipe is the notebook's, the code that printed the published numbers")),
