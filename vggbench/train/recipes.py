@@ -103,9 +103,9 @@ RECIPES: Dict[str, NamedRecipe] = {recipe.name: recipe for recipe in (
                     "randomness: one run on each side, with different generators and seeds (initial weights, shuffle "
                     "order, dropout masks); neither side measures the spread over seeds, so a gap of a few tenths of "
                     "a point cannot be told apart from what another seed would give",
-                    "the published page's code block (5.7_vgg.md) still shows the MXNet original's settings (SGD lr "
-                    "0.05, batch 128, Xavier) above output printed by the PyTorch notebook (5.7_vgg.ipynb: Adam lr "
-                    "0.001, batch 64); this recipe is the notebook's, the code that printed the published numbers")),
+                    "an older revision of the published page (5.7_vgg.md) shows the MXNet original's settings (SGD "
+                    "lr 0.05, batch 128, Xavier) above the output printed by the PyTorch notebook (5.7_vgg.ipynb: "
+                    "Adam lr 0.001, batch 64); this recipe is the notebook's, the code that printed the numbers")),
 )}
 # The lesson recipe each model trains with unless --recipe names another.
 MODEL_RECIPES = {"lenet": "lenet", "alexnet": "alexnet"}
