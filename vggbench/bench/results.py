@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from vggbench.artifacts.io import write_json_atomic
-from vggbench.bench.row import OPTIONAL_ROW_KEYS, ROW_KEYS, STATUS_OK, Row, Status, parse_status, status_text
+from vggbench.bench.row import OPTIONAL_ROW_KEYS, ROW_KEYS, Row, Status, parse_status, status_text
 from vggbench.data import TEST_IMAGES
 from vggbench.errors import EXIT_MEASUREMENT_FAILED, EXIT_OK, VggbenchError
 from vggbench.runtimes.backends import BASELINE_BACKEND, MXNET_REFERENCE_BACKENDS
@@ -30,7 +30,7 @@ MODES = {"end-to-end": MODE_END_TO_END, "compute-only": MODE_COMPUTE_ONLY}
 MODE_SHORT = {MODE_END_TO_END: "e2e", MODE_COMPUTE_ONLY: "compute"}
 
 __all__ = ["MODES", "MODE_COMPUTE_ONLY", "MODE_END_TO_END", "MODE_SHORT", "OPTIONAL_ROW_KEYS", "READABLE_SCHEMAS",
-           "ROW_KEYS", "Row", "SCHEMA", "STATUS_OK", "Status", "add_accuracy_deltas", "add_speedups", "exit_code",
+           "ROW_KEYS", "Row", "SCHEMA", "Status", "add_accuracy_deltas", "add_speedups", "exit_code",
            "filter_rows", "load_results", "new_row", "parse_status", "status_text", "summary_line", "write_results"]
 
 

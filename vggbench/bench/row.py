@@ -23,8 +23,6 @@ class Status(enum.Enum):
     ERROR = "error"
 
 
-STATUS_OK = Status.OK.value
-
 
 @dataclasses.dataclass
 class Row:
