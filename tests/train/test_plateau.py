@@ -123,3 +123,28 @@ def test_a_model_at_chance_has_not_plateaued_it_has_not_started():
     line = plateau.stop_summary([{"holdout_accuracy": a} for a in at_chance], "max_epochs", True, 2, 0.002, 5)["line"]
     assert "it never left chance" in line
     assert plateau.plateau_state([0.1, 0.3, 0.3, 0.3], 2, 0.002).reached  # started, then flat
+
+
+# AlexNet with its lesson's rate (lr 0.01) in the default exercises run on 2026-12-05: its held-out
+# accuracy wandered up to 31% while its training loss stayed within 1% of ln 10 = 2.303.
+ALEXNET_HOLDOUT = [0.118, 0.183, 0.314, 0.301, 0.229, 0.206]
+ALEXNET_LOSSES = [2.3016, 2.3000, 2.2980, 2.2950, 2.2898, 2.2796]
+
+
+def test_a_loss_still_at_chance_is_not_a_plateau_even_when_accuracy_wandered_above_20_pct():
+    assert plateau.plateau_state(ALEXNET_HOLDOUT, 3, 0.002).reached  # accuracy alone would stop it
+    state = plateau.plateau_state(ALEXNET_HOLDOUT, 3, 0.002, ALEXNET_LOSSES, classes=10)
+    assert not state.reached and not state.started and state.epochs_since_best == 3
+    assert plateau.stop_reason(ALEXNET_HOLDOUT, 6, 15, True, 3, 0.002, ALEXNET_LOSSES, 10) is None
+    history = [{"holdout_accuracy": a, "train_loss": loss} for a, loss in zip(ALEXNET_HOLDOUT, ALEXNET_LOSSES)]
+    summary = plateau.stop_summary(history, plateau.STOP_MAX_EPOCHS, True, 3, 0.002, 6, classes=10)
+    assert summary["started"] is False and "it never left chance" in summary["line"]
+
+
+def test_once_the_loss_falls_below_chance_a_flat_accuracy_is_a_plateau():
+    losses = ALEXNET_LOSSES[:3] + [1.9, 1.2, 1.1]  # 0.9 x ln 10 = 2.07: started by epoch 4
+    assert plateau.has_started(0.314, losses, 10) and not plateau.has_started(0.314, ALEXNET_LOSSES, 10)
+    assert plateau.plateau_state(ALEXNET_HOLDOUT, 3, 0.002, losses, 10).reached
+    assert plateau.stop_reason(ALEXNET_HOLDOUT, 6, 15, True, 3, 0.002, losses, 10) == plateau.STOP_PLATEAU
+    assert plateau.has_started(0.5, [None, float("nan")], 10)  # no usable loss: accuracy decides
+    assert not plateau.has_started(0.15, [0.3], 10)  # below 20%: not started, whatever the loss

@@ -202,7 +202,7 @@ def run_train(job: TrainJob, progress: bool = True, log: Log = say) -> Optional[
         run_info["distributed"] = distributed.distributed_recipe_fields(distributed.DistInfo(kvstore), contexts,
                                                                          recipe.batch_size)
         run_info["stop"] = plateau.stop_summary(history, reason, recipe.until_plateau, recipe.patience,
-                                                recipe.min_delta, recipe.epochs)
+                                                recipe.min_delta, recipe.epochs, recipe.classes)
         log(run_info["stop"]["line"])
         if run_dir == final_dir:
             return _export_run(run_dir, net, recipe, history, steps, contexts, test_x[:parity_images], run_info, log)
@@ -227,7 +227,8 @@ def _force_target(run_dir: Path, force: bool) -> Path:
 def _stop_reason(recipe: Recipe, history: List[Dict[str, Any]]) -> Optional[str]:
     """Why training stops after the epochs in ``history`` (:func:`plateau.stop_reason`), or None."""
     return plateau.stop_reason([row.get("holdout_accuracy", 0.0) for row in history], len(history), recipe.epochs,
-                               recipe.until_plateau, recipe.patience, recipe.min_delta)
+                               recipe.until_plateau, recipe.patience, recipe.min_delta,
+                               [row.get("train_loss") for row in history], recipe.classes)
 
 
 def _run_info(test_limit: Optional[int], data_dir: Optional[str], started: str, threads: int,
