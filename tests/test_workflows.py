@@ -7,6 +7,7 @@ import json
 import pytest
 
 from vggbench import workflows
+from vggbench.errors import VggbenchError
 
 TINY = dict(max_epochs=1, train_limit=128, test_limit=64)
 
@@ -80,3 +81,12 @@ def test_the_reproduction_page_of_a_full_run_states_the_gap():
         "same_as_published": list(named.same_as_published), "unlike_published": list(named.unlike_published)})
     assert "After 5 epochs: ours 91.51%, published 91.80%, a gap of -0.29 points; training took 50 min" in page
     assert "| +2.18 " in page and "Shortened" not in page and "## What differs (and may explain a gap)" in page
+
+
+def test_models_picks_a_model_or_one_recipe_of_it(tmp_path, data_dir):
+    plan = workflows.exercises(tmp_path / "x", only=["depth"], models=["vgg16:vgg-he-warmup", "vgg11"],
+                               estimate_only=True, data_dir=str(data_dir), train_limit=256, test_limit=64,
+                               log=lambda line: None)["plan"]
+    assert [p["entry"] for p in plan] == [("vgg11", 96, 8.0, "vgg"), ("vgg16", 96, 8.0, "vgg-he-warmup")]
+    with pytest.raises(VggbenchError, match="leaves no exercise model; choose from .*vgg16:vgg-he-warmup"):
+        workflows.exercises(tmp_path / "x", models=["vgg16:adam"], estimate_only=True, log=lambda line: None)

@@ -467,7 +467,8 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
             every model shares (its recipe gives the rest).
         data_dir: Fashion-MNIST folder. threads: CPU threads for training and benchmarking.
         progress: tqdm bars while training. only: names of the exercises to run (default all).
-        models: train only these model names of the chosen exercises (a reduced run).
+        models: train only these of the chosen exercises' models (a reduced run): a model name
+            (every recipe of it) or ``model:recipe`` (``vgg16:vgg-he-warmup``).
         estimate_only: say the plan and the estimate, train nothing; returns ``{"plan", "estimate"}``.
         note: a paragraph for the top of ``exercises.md`` (e.g. the machine and what a reduced run left out).
         log: progress lines. bench_options: :func:`vggbench.bench.sweep` overrides (e.g. ``rounds``).
@@ -480,12 +481,14 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
     for name in only or ():
         if name not in names:
             raise VggbenchError(f"unknown exercise {name!r}; choose from {', '.join(names)}")
-    chosen = [(name, title, tuple(e for e in entries if not models or e[0] in models))
+    chosen = [(name, title, tuple(e for e in entries if not models or _selected(e, models)))
               for name, title, entries in EXERCISES if not only or name in only]
     chosen = [item for item in chosen if item[2]]
     if not chosen:
-        raise VggbenchError(f"--models {' '.join(models or ())} leaves no exercise model; the exercises train "
-                            f"{', '.join(sorted({e[0] for _, _, entries in EXERCISES for e in entries}))}")
+        choices = sorted({e[0] for _, _, entries in EXERCISES for e in entries} |
+                         {f"{e[0]}:{e[3]}" for _, _, entries in EXERCISES for e in entries})
+        raise VggbenchError(f"--models {' '.join(models or ())} leaves no exercise model; choose from "
+                            f"{', '.join(choices)}")
     settings = {"train_limit": train_limit, "test_limit": test_limit, "holdout": holdout, "patience": patience,
                 "min_delta": min_delta, "max_epochs": max_epochs, "seed": 0}
     out_dir = Path(out_dir)
@@ -547,6 +550,12 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
                            report.accuracy_curves_png(labels, histories, title=exercise["title"]))
     write_bytes_atomic(out_dir / "exercises.md", report.exercises_markdown(published).encode())
     return published
+
+
+def _selected(entry: tuple, models: Sequence[str]) -> bool:
+    """Whether ``--models`` picks an exercise entry: by model name (``vgg16``: every recipe of it)
+    or by ``model:recipe`` (``vgg16:vgg-he-warmup``: that one)."""
+    return entry[0] in models or f"{entry[0]}:{entry[3]}" in models
 
 
 def _curve_label(run: Dict[str, Any]) -> str:

@@ -30,7 +30,9 @@ def add(sub) -> None:
                         f"(default {EXERCISE_DEFAULTS['train_limit']})")
     p.add_argument("--test-limit", type=positive_int, metavar="N", help=f"test images (default all {TEST_IMAGES})")
     p.add_argument("--only", nargs="+", choices=tuple(name for name, _, _ in EXERCISES), help="run only these exercises")
-    p.add_argument("--models", nargs="+", metavar="MODEL", help="train only these models of the chosen exercises")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="train only these models of the chosen exercises: a name (every recipe of it) or "
+                        "MODEL:RECIPE (e.g. vgg16:vgg-he-warmup)")
     p.add_argument("--estimate", action="store_true", help="say the plan and the time estimate, train nothing")
     p.add_argument("--reproduce", action="store_true",
                    help="instead: reproduce the published narrow VGG-11 result (Dive into DL, PyTorch port, 5.7: "
