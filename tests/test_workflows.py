@@ -26,6 +26,8 @@ def test_exercises_train_bench_and_publish(tmp_path, data_dir):
         assert len(history) == 1 and 0 <= history[0]["test_accuracy"] <= 1
     markdown = (out / "exercises.md").read_text()
     assert "LeNet vs AlexNet vs VGG-11" in markdown and "| lenet" in markdown and "ort-cpu img/s" in markdown
+    total_min = sum(run["train_seconds"] for run in published["exercises"][0]["runs"]) / 60
+    assert f"The runs trained for {total_min:.0f} min in all" in markdown
     assert (out / "baselines.png").read_bytes()[:4] == b"\x89PNG"
     runs = published["exercises"][0]["runs"]
     assert [(r["recipe"], r["stop_reason"], r["epochs_trained"]) for r in runs] == [
