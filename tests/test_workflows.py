@@ -34,6 +34,7 @@ def test_exercises_train_bench_and_publish(tmp_path, data_dir):
         ("lenet", "max_epochs", 1), ("alexnet", "max_epochs", 1), ("vgg", "max_epochs", 1)]
     saved = json.loads((out / "exercises.json").read_text())
     assert saved["exercises"][0]["name"] == "baselines" and saved["histories"]
+    assert saved["settings"]["models"] and saved["exercise_settings"]["max_epochs"] == 1  # both kept
     # a second call with the same recipe reuses the finished runs instead of training again
     said = []
     workflows.exercises(out, data_dir=str(data_dir), progress=False, only=["baselines"], rounds=2, iters=1,

@@ -543,7 +543,9 @@ def exercises(out_dir, max_epochs: int = EXERCISE_DEFAULTS["max_epochs"],
     published = {"results": results, "histories": histories, "settings": settings, "note": note,
                  "training_wall_s": training_wall_s, "estimate": {k: v for k, v in estimate.items() if k != "per_run"},
                  "exercises": [_exercise_rows(item, plans, histories) for item in chosen]}
-    R.write_results(out_dir / "exercises.json", dict(results, **{k: v for k, v in published.items() if k != "results"}))
+    # a results document (its "settings" are the sweep's) plus the exercises' own fields beside them
+    R.write_results(out_dir / "exercises.json", dict(results, exercise_settings=settings, **{
+        k: v for k, v in published.items() if k not in ("results", "settings")}))
     for exercise in published["exercises"]:
         labels = {run["run_dir"]: _curve_label(run) for run in exercise["runs"]}
         write_bytes_atomic(out_dir / f"{exercise['name']}.png",
